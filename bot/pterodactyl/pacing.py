@@ -1,0 +1,51 @@
+"""Request pacing for the panel's per-user budget (720/min on Pterodactyl), as plain logic with no I/O.
+
+The panel counts every Client API request of the key's user in a fixed 60 s window, including the ones its
+web UI makes, so Wingbeat keeps its own rate below the budget, slows down further when the panel says little
+is left (`X-RateLimit-Remaining`), and stops entirely until `Retry-After` has passed after a 429.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class RequestPacer:
+    """Token bucket plus the panel's own signals. `reserve(now)` says how long to wait before a request."""
+
+    per_minute: float = 600.0
+    burst: float = 20.0
+    low_water: int = 30
+    _tokens: float = -1.0
+    _updated: float = 0.0
+    _blocked_until: float = 0.0
+    _remaining: int | None = None
+    _limit: int | None = None
+
+    def reserve(self, now: float) -> float:
+        """Take one request slot; return the seconds to wait before sending it (0 when it may go now)."""
+        rate = self.per_minute / 60.0
+        if self._tokens < 0:
+            self._tokens, self._updated = self.burst, now
+        self._tokens = min(self.burst, self._tokens + (now - self._updated) * rate)
+        self._updated = now
+        self._tokens -= 1.0
+        wait = 0.0 if self._tokens >= 0 else -self._tokens / rate
+        if self._remaining is not None and self._limit and self._remaining <= self.low_water:
+            # Little left in the panel's window: spread what remains over a whole window.
+            wait = max(wait, 60.0 / max(self._remaining, 1) / 2)
+            self._remaining -= 1
+        return max(wait, self._blocked_until - now)
+
+    def observe(self, *, limit: str | None, remaining: str | None) -> None:
+        """Record the panel's `X-RateLimit-*` headers from a response."""
+        if limit and limit.isdigit():
+            self._limit = int(limit)
+        if remaining is not None and remaining.lstrip("-").isdigit():
+            self._remaining = int(remaining)
+
+    def block(self, now: float, retry_after: float) -> None:
+        """A 429 arrived: nothing goes out until `retry_after` seconds from `now`."""
+        self._blocked_until = max(self._blocked_until, now + retry_after)
+        self._remaining = None

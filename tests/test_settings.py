@@ -1,0 +1,116 @@
+"""Settings: every variable of SPEC §2, and the exit-2 contract of the entrypoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bot.relay.format import ColorMode
+
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-discord-token-value"
+KEY = "ptlc_abcdefghijkSECRETSECRETSECRETSECRET12345"
+BASE = {"DISCORD_TOKEN": TOKEN, "PANEL_URL": "https://panel.example.com/", "PANEL_API_KEY": KEY}
+
+
+def test_minimal_environment_gets_defaults() -> None:
+    s = load_settings(BASE)
+    assert s.panel_url == "https://panel.example.com"
+    assert s.wings_origin == "https://panel.example.com"
+    assert s.admin_role_ids == frozenset() and s.guild_ids == ()
+    assert s.database_url == "sqlite:///data/wingbeat.sqlite3"
+    assert s.console_input is False and s.console_color is ColorMode.PLAIN and s.log_level == "INFO"
+
+
+def test_every_optional_setting_is_read() -> None:
+    env = dict(
+        BASE,
+        ADMIN_ROLE_IDS="111111111111111111, 222222222222222222",
+        GUILD_IDS="333333333333333333",
+        DATABASE_URL="sqlite:////tmp/w.sqlite3",
+        WINGS_ORIGIN="https://panel.example.com:8443",
+        CONSOLE_INPUT="TRUE",
+        CONSOLE_COLOR="ansi",
+        LOG_LEVEL="debug",
+    )
+    s = load_settings(env)
+    assert s.admin_role_ids == {111111111111111111, 222222222222222222}
+    assert s.guild_ids == (333333333333333333,)
+    assert s.database_url == "sqlite:////tmp/w.sqlite3"
+    assert s.wings_origin == "https://panel.example.com:8443"
+    assert s.console_input is True and s.console_color is ColorMode.ANSI and s.log_level == "DEBUG"
+
+
+def test_secrets_are_not_in_repr() -> None:
+    text = repr(load_settings(BASE))
+    assert TOKEN not in text and KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("PANEL_URL", "panel.example.com", "PANEL_URL must be an http(s) URL"),
+        ("PANEL_URL", "ftp://panel", "PANEL_URL must be an http(s) URL"),
+        ("ADMIN_ROLE_IDS", "12,abc", "ADMIN_ROLE_IDS must be"),
+        ("GUILD_IDS", "1;2", "GUILD_IDS must be"),
+        ("CONSOLE_INPUT", "maybe", "CONSOLE_INPUT must be true or false"),
+        ("CONSOLE_COLOR", "rainbow", "CONSOLE_COLOR must be plain or ansi"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
+        ("DATABASE_URL", "postgres://x", "DATABASE_URL must look like"),
+        ("WINGS_ORIGIN", "nope", "WINGS_ORIGIN must be an http(s) URL"),
+        ("DISCORD_TOKEN", "", "DISCORD_TOKEN is required"),
+        ("PANEL_API_KEY", "  ", "PANEL_API_KEY is required"),
+    ],
+)
+def test_malformed_values_name_the_variable(name: str, value: str, expected: str) -> None:
+    with pytest.raises(SettingsError, match=expected) as info:
+        load_settings(dict(BASE, **{name: value}))
+    assert value.strip() == "" or value not in str(info.value)
+
+
+def _run_entrypoint(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if k not in BASE and k not in ("ADMIN_ROLE_IDS", "GUILD_IDS")
+    }
+    clean["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        env={**clean, **env},
+        cwd=tmp_path,  # no .env there
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_empty_environment_exits_2_naming_discord_token(tmp_path: Path) -> None:
+    proc = _run_entrypoint({}, tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DISCORD_TOKEN" in lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_malformed_panel_url_exits_2_without_secrets(tmp_path: Path) -> None:
+    proc = _run_entrypoint(dict(BASE, PANEL_URL="not a url"), tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PANEL_URL" in lines[0]
+    assert TOKEN not in proc.stderr and KEY not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dotenv_file_is_loaded_without_overriding_the_environment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        f"DISCORD_TOKEN={TOKEN}\nPANEL_URL=https://from-dotenv.example\nPANEL_API_KEY=x\n"
+    )
+    # PANEL_URL from the environment wins and is malformed, proving .env did not override it
+    proc = _run_entrypoint({"PANEL_URL": "bad"}, tmp_path)
+    assert proc.returncode == 2 and "PANEL_URL" in proc.stderr
+    proc = _run_entrypoint({"PANEL_API_KEY": ""}, tmp_path)
+    # an empty variable in the environment still counts as set (python-dotenv does not override it)
+    assert proc.returncode == 2 and "PANEL_API_KEY" in proc.stderr
