@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 
@@ -21,10 +22,8 @@ def main() -> None:
     from bot.logs import setup_logging
 
     setup_logging(settings.log_level_number, secrets=(settings.discord_token, settings.panel_api_key))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(settings))
-    except KeyboardInterrupt:
-        pass
 
 
 async def run(settings: Settings) -> None:
