@@ -125,7 +125,7 @@ def _utc_now() -> datetime:
 
 
 def _to_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _from_text(text: str) -> datetime:
@@ -168,6 +168,7 @@ class Store:
         except BaseException:
             await conn.close()
             raise
+        log.info("Store opened: %s (schema version %d)", path, store.schema_version)
         return store
 
     async def _prepare(self) -> None:
