@@ -1,0 +1,123 @@
+"""What a Wings connection hands to the rest of the application: events, notices, health, action results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.pterodactyl.protocol import Frame, PowerAction, PowerState
+
+
+@dataclass(frozen=True, slots=True)
+class WingsEvent:
+    """One frame from a server's socket, with the monotonic time it arrived.
+
+    `replayed` marks console lines recovered from `send logs` after a gap (they arrive late, in order).
+    """
+
+    server: str
+    frame: Frame
+    at: float
+    replayed: bool = False
+
+
+class NoticeKind(StrEnum):
+    """Reports worth posting in a linked channel (SPEC §8 Reports)."""
+
+    CONNECTION_LOST = "connection lost"
+    CONNECTION_RESTORED = "connection restored"
+    REFRESH_FAILED = "token refresh failed"
+    JWT_ERROR = "jwt error"
+    DAEMON_ERROR = "daemon error"
+    SUSPENDED = "suspended"
+    DELETED = "deleted"
+    THROTTLED = "throttled"
+    STOPPED = "stopped"
+    GAP_FILLED = "gap filled"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A short, user-facing report about one server's connection. `key` identifies repeats."""
+
+    server: str
+    kind: NoticeKind
+    text: str
+    key: str
+
+
+class ConnectionState(StrEnum):
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A snapshot of one connection's counters. Times are wall-clock UNIX seconds (None = never)."""
+
+    server: str
+    state: ConnectionState
+    power: PowerState | None
+    connected_since: float | None
+    token_expires_at: float | None
+    last_console_at: float | None
+    last_stats_at: float | None
+    reconnects: int
+    refreshes: int
+    last_error: str | None
+    stopped_reason: str | None
+    events: int
+    subscribers: int = 0
+    overflowed: int = 0
+
+
+class PowerOutcome(StrEnum):
+    DONE = "done"
+    DAEMON_ERROR = "daemon error"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class PowerResult:
+    """What the socket showed after `set state`: the status transitions, or the error, within the timeout."""
+
+    action: PowerAction
+    initial: PowerState | None
+    transitions: tuple[PowerState, ...]
+    outcome: PowerOutcome
+    elapsed: float
+    error: str | None = None
+
+    def describe(self) -> str:
+        """E.g. "started: offline → starting → running in 41 s"."""
+        verb = {"start": "started", "stop": "stopped", "restart": "restarted", "kill": "killed"}[
+            self.action.value
+        ]
+        states = [s.value for s in ((self.initial,) if self.initial else ()) + self.transitions]
+        path = " → ".join(states) if states else "no state change"
+        secs = f"{self.elapsed:.0f} s" if self.elapsed >= 1 else f"{self.elapsed:.1f} s"
+        if self.outcome is PowerOutcome.DONE:
+            return f"{verb}: {path} in {secs}"
+        if self.outcome is PowerOutcome.DAEMON_ERROR:
+            return f"{self.action.value} failed: {self.error}" + (
+                f" (seen: {path})" if self.transitions else ""
+            )
+        if self.outcome is PowerOutcome.FAILED:
+            return f"{self.action.value} failed: {path} after {secs} (the server went offline; check its console)"
+        if self.transitions:
+            return f"{self.action.value} not finished within {secs}: {path}"
+        return f"no state change within {secs} after {self.action.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The console lines that followed a command within the collection window."""
+
+    command: str
+    lines: tuple[str, ...]
+    window: float

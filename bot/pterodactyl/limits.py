@@ -1,0 +1,67 @@
+"""Outbound pacing that keeps a socket inside hardened Wings' inbound token buckets (reference §4.2).
+
+Hardened Wings drops, per connection, any frame over its buckets and answers `throttled`; classic Wings has
+no limits, so pacing to the hardened numbers is safe for both. Plain logic: time is passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """`capacity` tokens, refilled one every `period` seconds."""
+
+    capacity: float
+    period: float
+    _tokens: float = field(default=-1.0)
+    _updated: float = 0.0
+
+    def _refill(self, now: float) -> None:
+        if self._tokens < 0:
+            self._tokens, self._updated = self.capacity, now
+            return
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) / self.period)
+        self._updated = now
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until one token is available (0 if now)."""
+        self._refill(now)
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self.period
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        self._tokens -= 1
+
+
+# Slightly under Wings' own refill rates, so clock drift between the two never trips a bucket.
+_MARGIN = 1.1
+
+
+def _buckets() -> dict[str, TokenBucket]:
+    return {
+        "global": TokenBucket(10, 0.2 * _MARGIN),
+        "auth": TokenBucket(2, 5.0 * _MARGIN),
+        "send logs": TokenBucket(2, 5.0 * _MARGIN),
+        "send command": TokenBucket(10, 1.0 * _MARGIN),
+        "_default": TokenBucket(4, 1.0 * _MARGIN),
+    }
+
+
+@dataclass(slots=True)
+class OutboundLimits:
+    """The per-connection buckets of hardened Wings, mirrored on our side."""
+
+    buckets: dict[str, TokenBucket] = field(default_factory=_buckets)
+
+    def _bucket(self, event: str) -> TokenBucket:
+        return self.buckets.get(event) or self.buckets["_default"]
+
+    def wait_time(self, event: str, now: float) -> float:
+        """Seconds to wait before `event` may be sent without being throttled."""
+        return max(self.buckets["global"].wait_time(now), self._bucket(event).wait_time(now))
+
+    def take(self, event: str, now: float) -> None:
+        self.buckets["global"].take(now)
+        self._bucket(event).take(now)
