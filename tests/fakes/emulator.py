@@ -1,0 +1,686 @@
+"""A Pterodactyl/Pelican panel + Wings emulator for tests.
+
+Two aiohttp servers on 127.0.0.1: the panel Client API (`panel_app`) and the Wings console
+websocket (`wings_app`). Behaviour follows /work/shared/reference/wings-protocol.md; `profile`
+picks "classic" (pterodactyl wings 1.11) or "hardened" (newest pterodactyl wings / Pelican).
+Known simplifications: inbound frames are handled in order (except that a fresh socket's first
+`auth` takes `auth_latency` seconds, during which other frames get `jwt: no jwt present`), event
+delivery never drops frames for slow clients, and "issued before Wings booted" is judged on the
+token's exact issue time rather than its whole-second `iat`, so tests are not flaky.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import random
+import secrets
+import string
+import time
+import uuid as uuidlib
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from tests.fakes import jwt_hs256
+
+if TYPE_CHECKING:
+    from tests.fakes.wings_app import WingsSocket
+
+PROFILES = ("classic", "hardened")
+STATES = ("offline", "starting", "running", "stopping")
+
+ERR_NOT_PRESENT = "jwt: no jwt present"
+ERR_NO_CONNECT = "jwt: missing connect permission"
+ERR_UUID_MISMATCH = "jwt: server uuid mismatch"
+ERR_DENYLIST = "jwt: created too far in past (denylist)"
+ERR_EXP = "jwt: exp claim is invalid"
+LOCK_BUSY_TEXT = "another power action is currently being processed for this server, please try again later"
+THROTTLE_TEXT = "Server is outputting console data too quickly -- throttling..."
+MAX_LINE = 64 * 1024
+# Hardened per-connection token buckets: name -> (capacity, seconds per token) (reference §4.2)
+DEFAULT_INBOUND_LIMITS: dict[str, tuple[int, float]] = {
+    "global": (10, 0.2),
+    "auth": (2, 5.0),
+    "send logs": (2, 5.0),
+    "send command": (10, 1.0),
+    "_default": (4, 1.0),
+}
+
+
+def daemon_line(text: str) -> str:
+    """A Wings-generated console line (reference §3.3)."""
+    return f"\x1b[33m\x1b[1m[Pterodactyl Daemon]:\x1b[39m {text}\x1b[0m"
+
+
+class PowerError(Exception):
+    """A Wings power-action error; its text is shown only to admin tokens."""
+
+
+class LockBusy(Exception):
+    """Another power action holds the server's power lock."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the panel received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: str
+
+
+@dataclass
+class Failure:
+    """A pending injected panel failure (see Emulator.fail_next)."""
+
+    method: str
+    path_suffix: str
+    status: int
+    times: int
+    detail: str | None
+    retry_after: int | None
+    delay: float
+
+
+@dataclass
+class _Throttle:
+    window_start: float = -math.inf
+    count: int = 0
+    throttling: bool = False
+
+
+class FakeServer:
+    """One game server: panel record, Wings state and a tiny simulated game process."""
+
+    def __init__(
+        self,
+        emu: Emulator,
+        name: str,
+        *,
+        identifier: str,
+        uuid: str,
+        state: str,
+        permissions: list[str],
+        suspended: bool,
+        status: str | None,
+        transferring: bool,
+    ) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        self.emu = emu
+        self.name = name
+        self.identifier = identifier
+        self.uuid = uuid
+        self.state = state
+        self.permissions = permissions
+        self.suspended = suspended
+        self.status = status
+        self.transferring = transferring
+        self.node_maintenance = False
+        self.deleted = False
+        self.received: list[tuple[str, list[str]]] = []
+        self.console_history: list[str] = []
+        self.power_busy = False
+        self.socket_list: list[WingsSocket] = []
+        self._throttle = _Throttle()
+        self._started_at = time.monotonic()
+        self._rx = 0
+        self._tx = 0
+        self._transition: asyncio.Task[None] | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+        self._offline = asyncio.Event()
+        if state == "offline":
+            self._offline.set()
+
+    def __repr__(self) -> str:
+        return f"FakeServer({self.name!r}, {self.identifier}, state={self.state})"
+
+    # -- outbound events -------------------------------------------------------------------
+    def emit(self, event: str, *args: str) -> None:
+        """Publish any event on the server's bus to every listening socket (SendJson rules apply)."""
+        self._publish(event, list(args))
+
+    def _publish(self, event: str, args: list[str]) -> None:
+        for sock in list(self.socket_list):
+            if sock.authenticated:
+                sock.send_json(event, args)
+
+    def emit_console(self, line: str) -> None:
+        """Container output: split into lines like Wings, recorded, then sent through the throttle."""
+        for piece in line.replace(" \r", "\r\n").split("\n"):
+            piece = piece.rstrip("\r")
+            if not piece:
+                continue
+            for start in range(0, len(piece), MAX_LINE):
+                chunk = piece[start : start + MAX_LINE]
+                self.console_history.append(chunk)
+                if self._throttle_allows():
+                    self._publish("console output", [chunk])
+
+    def _throttle_allows(self) -> bool:
+        # Fixed window that restarts on the first line after the interval (reference §4.1).
+        t = self._throttle
+        now = time.monotonic()
+        if now - t.window_start > self.emu.throttle_interval:
+            t.window_start = now
+            t.count = 0
+        t.count += 1
+        if t.count > self.emu.throttle_lines:
+            if not t.throttling:
+                t.throttling = True
+                self._publish("console output", [daemon_line(THROTTLE_TEXT)])
+            return False
+        t.throttling = False
+        return True
+
+    # -- stats -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """A `ResourceUsage` snapshot (reference §3.3); zeroed while offline."""
+        limit = 1024 * 1024 * 1024 + 200 * 1024 * 1024
+        disk = 300 * 1024 * 1024 + 12345
+        if self.state == "offline":
+            return {
+                "memory_bytes": 0,
+                "memory_limit_bytes": limit,
+                "cpu_absolute": 0,
+                "network": {"rx_bytes": 0, "tx_bytes": 0},
+                "uptime": 0,
+                "state": "offline",
+                "disk_bytes": disk,
+            }
+        self._rx += random.randint(500, 5000)
+        self._tx += random.randint(500, 5000)
+        base = 150 if self.state == "starting" else 600
+        return {
+            "memory_bytes": (base + random.randint(0, 100)) * 1024 * 1024,
+            "memory_limit_bytes": limit,
+            "cpu_absolute": round(random.uniform(3.0, 140.0), 3),
+            "network": {"rx_bytes": self._rx, "tx_bytes": self._tx},
+            "uptime": int((time.monotonic() - self._started_at) * 1000),
+            "state": self.state,
+            "disk_bytes": disk,
+        }
+
+    def stats_json(self) -> str:
+        return json.dumps(self.stats(), separators=(",", ":"))
+
+    async def _stats_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.emu.stats_interval)
+            self._publish("stats", [self.stats_json()])
+
+    # -- state machine -----------------------------------------------------------------------
+    def _set_state(self, new: str) -> None:
+        if new == self.state:
+            return  # Wings dedupes status changes
+        old, self.state = self.state, new
+        if old == "offline":
+            self._started_at = time.monotonic()
+        self._publish("status", [new])
+        if new == "offline":
+            self._offline.set()
+            self._rx = self._tx = 0
+            if self._stats_task is not None:
+                self._stats_task.cancel()
+                self._stats_task = None
+            self._publish("stats", [self.stats_json()])
+        else:
+            self._offline.clear()
+            if self._stats_task is None:
+                self._stats_task = self.emu.spawn(self._stats_loop())
+
+    def _run_transition(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._transition is not None:
+            self._transition.cancel()
+        self._transition = self.emu.spawn(coro)
+
+    def _begin_start(self) -> None:
+        self._throttle = _Throttle()  # the counter resets when the server enters `starting`
+        self._set_state("starting")
+        self.emit_console("container@pterodactyl~ java -Xms128M -Xmx1024M -jar server.jar")
+        self.emit_console("[Server thread/INFO]: Starting minecraft server version 1.20.4")
+        self.emit_console('[Server thread/INFO]: Preparing level "world"')
+        self._run_transition(self._finish_start())
+
+    async def _finish_start(self) -> None:
+        await asyncio.sleep(self.emu.start_delay)
+        self.emit_console(f'[Server thread/INFO]: Done ({self.emu.start_delay:.3f}s)! For help, type "help"')
+        self._set_state("running")
+
+    def _begin_stop(self) -> None:
+        if self.state in ("offline", "stopping"):
+            return
+        self._set_state("stopping")
+        self.emit_console("[Server thread/INFO]: Stopping the server")
+        self._run_transition(self._finish_stop())
+
+    async def _finish_stop(self) -> None:
+        await asyncio.sleep(self.emu.stop_delay)
+        self.emit_console("[Server thread/INFO]: Saving chunks for level 'ServerLevel[world]'")
+        self._set_state("offline")
+
+    async def _stop_then_maybe_start(self, restart: bool) -> None:
+        try:
+            self._begin_stop()
+            await self._offline.wait()
+            if restart and not self.suspended:
+                self._begin_start()
+        finally:
+            self.power_busy = False
+
+    def handle_power(self, action: str) -> None:
+        """Wings `HandlePowerAction` without waiting for the lock; raises PowerError or LockBusy."""
+        if self.status == "installing":
+            raise PowerError("server is currently installing")
+        if self.transferring:
+            raise PowerError("server is currently being transferred")
+        if self.status == "restoring_backup":
+            raise PowerError("server is currently being restored")
+        if action == "kill":  # kill skips the lock when it is busy
+            if self.state != "offline":
+                if self._transition is not None:
+                    self._transition.cancel()
+                self._set_state("offline")
+            return
+        if self.power_busy:
+            raise LockBusy
+        if action == "start":
+            if self.state != "offline":
+                raise PowerError("server is running")
+            if self.suspended:
+                raise PowerError("server is currently in a suspended state")
+            self._begin_start()
+        elif action in ("stop", "restart"):
+            if action == "restart" and self.suspended:
+                raise PowerError("server is currently in a suspended state")
+            self.power_busy = True  # held until the process stopped (and, for restart, started)
+            self.emu.spawn(self._stop_then_maybe_start(action == "restart"))
+        else:
+            raise PowerError("attempting to handle unknown power action")
+
+    def run_command(self, command: str) -> None:
+        """Write `command` to the game's stdin; each line is one command, ignored unless running."""
+        for cmd in command.split("\n"):
+            cmd = cmd.rstrip("\r")
+            if self.state not in ("starting", "running") or not cmd:
+                continue
+            self.emit_console(f"> {cmd}")
+            if cmd == "stop":
+                self._begin_stop()
+            elif cmd.startswith("say "):
+                self.emit_console(f"[Server] {cmd[4:]}")
+            elif cmd == "list":
+                self.emit_console("There are 0 of a max of 20 players online")
+            else:
+                self.emit_console(f"Unknown command: {cmd}")
+
+    async def set_power(self, state: str) -> None:
+        """Force a state change (publishes `status`; stats run while not offline)."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state!r}")
+        if self._transition is not None:
+            self._transition.cancel()
+            self._transition = None
+        self._set_state(state)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def suspend(self) -> None:
+        """Suspend: the panel answers 409; Hardened Wings drops open sockets (no close frame)."""
+        self.suspended = True
+        if self.emu.profile == "hardened":
+            await self.emu.drop_sockets(self)
+
+    async def unsuspend(self) -> None:
+        self.suspended = False
+
+    async def delete(self) -> None:
+        """Send `deleted`, then close (Classic 1001 "server deleted", Hardened no close frame)."""
+        self.deleted = True
+        self.emu.servers_by_uuid.pop(self.uuid, None)
+        self._publish("deleted", ["null"])
+        for sock in list(self.socket_list):
+            if self.emu.profile == "classic":
+                sock.enqueue_close(1001, "server deleted")
+            else:
+                sock.enqueue_abort()
+        await self.emu.wait_sockets_closed(self)
+        self._cancel_tasks()
+
+    def _cancel_tasks(self) -> None:
+        for task in (self._transition, self._stats_task):
+            if task is not None:
+                task.cancel()
+        self._transition = self._stats_task = None
+
+
+@dataclass
+class _RateWindow:
+    started: float = -math.inf
+    hits: int = 0
+
+
+@dataclass
+class _Issued:
+    issued_at: float
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class Emulator:
+    """Panel Client API + Wings websocket on ephemeral 127.0.0.1 ports."""
+
+    def __init__(
+        self,
+        *,
+        profile: str = "classic",
+        api_key: str = "ptlc_testkey0000" + "x" * 32,
+        token_lifetime: float = 600.0,
+        expiry_tick: float = 30.0,
+        expiry_window: float = 60.0,
+        stats_interval: float = 1.0,
+        start_delay: float = 0.3,
+        stop_delay: float = 0.3,
+        rate_limit: int = 720,
+        rate_window: float = 60.0,
+        resources_cache: float = 20.0,
+        throttle_lines: int = 2000,
+        throttle_interval: float = 0.1,
+        log_count: int = 150,
+        max_sockets: int = 30,
+        inbound_limits: dict[str, tuple[int, float]] | None = None,
+        auth_latency: float = 0.05,
+        allowed_origins: tuple[str, ...] = (),
+        read_limit: int = 4096,
+    ) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}")
+        self.profile = profile
+        self.api_key = api_key
+        self.token_lifetime = token_lifetime
+        self.expiry_tick = expiry_tick
+        self.expiry_window = expiry_window
+        self.stats_interval = stats_interval
+        self.start_delay = start_delay
+        self.stop_delay = stop_delay
+        self.rate_limit = rate_limit
+        self.rate_window = rate_window
+        self.resources_cache = resources_cache
+        self.throttle_lines = throttle_lines
+        self.throttle_interval = throttle_interval
+        self.log_count = log_count
+        self.max_sockets = max_sockets
+        # (capacity, seconds per token) for the Hardened per-connection buckets (reference §4.2)
+        self.inbound_limits = {**DEFAULT_INBOUND_LIMITS, **(inbound_limits or {})}
+        self.auth_latency = auth_latency
+        self.allowed_origins = allowed_origins
+        self.read_limit = read_limit
+
+        self.node_secret = secrets.token_urlsafe(48)
+        self.user_id = 1
+        self.user_uuid = str(uuidlib.uuid4())
+        self.boot_time = time.time()
+        self.servers_by_uuid: dict[str, FakeServer] = {}
+        self.requests: list[RecordedRequest] = []
+        self.failures: list[Failure] = []
+        self.rate = _RateWindow()
+        self.resource_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.panel_url = ""
+        self.wings_url = ""
+        self._issued: dict[str, _Issued] = {}
+        self._jti_denied: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runners: list[web.AppRunner] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        from tests.fakes.panel_app import build_panel_app  # the apps import this module
+        from tests.fakes.wings_app import build_wings_app
+
+        panel_port = await self._serve(build_panel_app(self))
+        wings_port = await self._serve(build_wings_app(self))
+        self.panel_url = f"http://127.0.0.1:{panel_port}"
+        self.wings_url = f"http://127.0.0.1:{wings_port}"
+
+    async def _serve(self, app: web.Application) -> int:
+        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop both servers and cancel every task the emulator started."""
+        for srv in list(self.servers_by_uuid.values()):
+            srv._cancel_tasks()
+            for sock in list(srv.socket_list):
+                sock.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start a task that close() will cancel."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- servers -----------------------------------------------------------------------------
+    def add_server(
+        self,
+        name: str,
+        *,
+        identifier: str | None = None,
+        uuid: str | None = None,
+        state: str = "offline",
+        permissions: list[str] | None = None,
+        suspended: bool = False,
+        status: str | None = None,
+        transferring: bool = False,
+    ) -> FakeServer:
+        full = uuid or str(uuidlib.uuid4())
+        srv = FakeServer(
+            self,
+            name,
+            identifier=identifier or full[:8],
+            uuid=full,
+            state=state,
+            permissions=["*"] if permissions is None else list(permissions),
+            suspended=suspended,
+            status=status,
+            transferring=transferring,
+        )
+        self.servers_by_uuid[full] = srv
+        return srv
+
+    def server(self, key: str) -> FakeServer:
+        """A server by identifier or uuid (KeyError if unknown)."""
+        for srv in self.servers_by_uuid.values():
+            if key in (srv.identifier, srv.uuid):
+                return srv
+        raise KeyError(key)
+
+    def servers(self) -> list[FakeServer]:
+        return list(self.servers_by_uuid.values())
+
+    def sockets(self, server: FakeServer) -> list[WingsSocket]:
+        """Currently open Wings sockets of `server`."""
+        return list(server.socket_list)
+
+    async def drop_sockets(self, server: FakeServer | None = None) -> None:
+        """Close sockets at the TCP level, no close frame (the client sees 1006)."""
+        targets = [server] if server is not None else list(self.servers_by_uuid.values())
+        for srv in targets:
+            for sock in list(srv.socket_list):
+                sock.abort()
+        for srv in targets:
+            await self.wait_sockets_closed(srv)
+
+    async def restart_wings(self) -> None:
+        """Drop every socket; tokens issued before now are denylisted (reference §2.6)."""
+        self.boot_time = time.time()
+        await self.drop_sockets()
+
+    async def wait_sockets_closed(self, server: FakeServer, timeout: float = 2.0) -> None:
+        waits = [sock.closed.wait() for sock in server.socket_list]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+
+    def revoke(self, server: FakeServer) -> None:
+        """Panel `revokeUserJTI`: tokens of this user+server issued before now become denylisted."""
+        self._jti_denied[self._jti(server.uuid)] = time.time()
+
+    def fail_next(
+        self,
+        method: str,
+        path_suffix: str,
+        status: int,
+        *,
+        times: int = 1,
+        detail: str | None = None,
+        retry_after: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        """Make the next `times` matching panel requests fail (status 0 + delay: just hang, then serve)."""
+        self.failures.append(Failure(method.upper(), path_suffix, status, times, detail, retry_after, delay))
+
+    # -- tokens ------------------------------------------------------------------------------
+    def _jti(self, server_uuid: str) -> str:
+        source = f"{self.user_id}{server_uuid}".encode()
+        if self.profile == "classic":
+            return hashlib.md5(source).hexdigest()
+        return hashlib.sha256(source).hexdigest()
+
+    def mint_token(self, server: FakeServer, **overrides: Any) -> str:
+        """A token as the panel issues it; `overrides` replace claims (None removes one)."""
+        now = time.time()
+        iat = int(now)
+        jti = self._jti(server.uuid)
+        claims: dict[str, Any] = {
+            "iss": self.panel_url,
+            "aud": [self.wings_url],
+            "jti": jti,
+            "iat": iat,
+            "nbf": iat - 300,
+            "exp": iat + int(self.token_lifetime),
+            "server_uuid": server.uuid,
+            "permissions": list(server.permissions),
+            "user_uuid": self.user_uuid,
+        }
+        if self.profile == "classic":
+            claims["user_id"] = self.user_id
+        claims["unique_id"] = "".join(random.choices(string.ascii_letters + string.digits, k=16))
+        if self.profile == "hardened":
+            claims["scope"] = "websocket"
+        for key, value in overrides.items():
+            if value is None:
+                claims.pop(key, None)
+            else:
+                claims[key] = value
+        if "iat" not in overrides:
+            self._issued[claims["unique_id"]] = _Issued(now, claims)
+        return jwt_hs256.encode(claims, self.node_secret, header={"jti": claims.get("jti", jti)})
+
+    def _issued_at(self, claims: dict[str, Any]) -> float | None:
+        iat = claims.get("iat")
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            return None
+        known = self._issued.get(str(claims.get("unique_id")))
+        if known is not None and known.claims.get("iat") == iat:
+            return known.issued_at
+        return float(iat)
+
+    def denylisted(self, claims: dict[str, Any]) -> bool:
+        issued = self._issued_at(claims)
+        if issued is None or issued < self.boot_time:
+            return True
+        denied = self._jti_denied.get(str(claims.get("jti")))
+        return denied is not None and issued < denied
+
+    @staticmethod
+    def exp_valid(claims: dict[str, Any]) -> bool:
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            return False
+        return math.floor(time.time()) <= exp  # valid through the exp second
+
+    def has_permission(self, claims: dict[str, Any], perm: str) -> bool:
+        """Wings `HasPermission`: `*` covers everything but admin.*; false when denylisted."""
+        if self.denylisted(claims):
+            return False
+        perms = claims.get("permissions")
+        if not isinstance(perms, list):
+            return False
+        ok = perm in perms or ("*" in perms and not perm.startswith("admin"))
+        if ok and perm == "websocket.connect" and self.profile == "hardened":
+            scope = claims.get("scope")
+            ok = isinstance(scope, str) and "websocket" in scope.split(" ")
+        return ok
+
+    def token_error(self, claims: dict[str, Any] | None, server: FakeServer) -> str | None:
+        """Wings `TokenValid` (used before non-auth events and in SendJson)."""
+        if claims is None:
+            return ERR_NOT_PRESENT
+        if not self.exp_valid(claims):
+            return ERR_EXP
+        if self.denylisted(claims):
+            return ERR_DENYLIST
+        if not self.has_permission(claims, "websocket.connect"):
+            return ERR_NO_CONNECT
+        if claims.get("server_uuid") != server.uuid:
+            return ERR_UUID_MISMATCH
+        return None
+
+    def verify_auth(self, raw: str, server: FakeServer) -> tuple[dict[str, Any] | None, str, bool]:
+        """Check an `auth` token: (claims, "", False) or (None, error text, is_jwt_class)."""
+        try:
+            _header, claims = jwt_hs256.decode(raw, self.node_secret)
+        except (jwt_hs256.JwtMalformed, jwt_hs256.JwtBadSignature) as exc:
+            return None, str(exc), False
+        if not self.exp_valid(claims):
+            return None, ERR_EXP, True
+        if self.denylisted(claims):
+            return None, ERR_DENYLIST, True
+        if not self.has_permission(claims, "websocket.connect"):
+            return None, ERR_NO_CONNECT, True
+        if self.profile == "hardened" and claims.get("server_uuid") != server.uuid:
+            return None, ERR_UUID_MISMATCH, True
+        return claims, "", False
+
+    def socket_url(self, server: FakeServer) -> str:
+        return "ws://" + self.wings_url.removeprefix("http://") + f"/api/servers/{server.uuid}/ws"
+
+
+__all__ = [
+    "Emulator",
+    "FakeServer",
+    "LockBusy",
+    "PowerError",
+    "RecordedRequest",
+    "daemon_line",
+]
