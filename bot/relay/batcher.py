@@ -1,0 +1,382 @@
+"""Console lines in, Discord messages out: pacing, batching, overflow and retry as pure code.
+
+The caller owns the clock and the sending. A loop looks like::
+
+    while (t := batcher.due(clock())) is not None:
+        await sleep_until(t)                  # and wake early when something is pushed
+        out = batcher.take(clock())
+        if out is not None:
+            ok = await send(out)
+            batcher.done(ok, clock())
+
+Rules (SPEC §8): one send in flight; ``min_interval`` between send starts; everything pending goes in
+the next message. When it does not fit, the message shows the most recent lines that fit and the whole
+pending text as a ``.txt`` attachment. A line is split across messages only when it is pending alone
+and too long for one message (and needs at most ``max_split`` messages; longer goes in a file). The
+backlog is bounded by ``max_pending_bytes``: the oldest lines are dropped and the next message says
+how many. A failed send is put back at the front, so retries neither duplicate nor reorder.
+
+Blank lines (nothing visible) are kept in the stream but not shown at a block's ends, where Discord
+would hide them anyway; a batch of only blank lines is consumed without a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from bot.relay.format import (
+    DEFAULT_STATE,
+    MESSAGE_LIMIT,
+    RESET,
+    ColorMode,
+    SgrState,
+    block_overhead,
+    clean_ansi,
+    clean_line,
+    clean_notice,
+    cut_line,
+    is_blank,
+    plain_copy,
+    render_block,
+    sgr_open,
+)
+
+log = logging.getLogger(__name__)
+
+ATTACHMENT_LIMIT = 10 * 1024 * 1024  # Discord's default per-file limit
+MAX_PENDING_NOTICES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to post: notices first, then a code block, maybe a file with everything pending."""
+
+    content: str
+    attachment: bytes | None
+    attachment_name: str | None
+    line_count: int  # console lines this message completes (a split line counts with its last piece)
+    dropped: int  # lines dropped from the backlog that this message reports
+    first_seq: int  # -1 when the message covers no console line
+    last_seq: int
+
+
+class _Line(NamedTuple):
+    seq: int
+    text: str  # cleaned for the mode
+    start: SgrState  # colour state before the line (ANSI mode)
+    end: SgrState  # colour state after it
+    nbytes: int  # utf-8 bytes plus the newline
+
+
+@dataclass(frozen=True, slots=True)
+class _Partial:
+    """What is left of a long line being posted in pieces."""
+
+    line: _Line
+    rest: str
+    start: SgrState
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What a message took from the queues, to put back if the send fails."""
+
+    out: Outgoing
+    lines: list[_Line]
+    notices: list[str]
+    dropped: int
+    partial: _Partial | None
+    pending_since: float | None
+
+
+def _nbytes(text: str) -> int:
+    return (len(text) if text.isascii() else len(text.encode())) + 1
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class Batcher:
+    """Turns console lines and notices into paced Discord messages of at most ``limit`` characters."""
+
+    def __init__(
+        self,
+        *,
+        mode: ColorMode = ColorMode.PLAIN,
+        min_interval: float = 1.0,
+        max_pending_bytes: int = 4 * 1024 * 1024,
+        limit: int = MESSAGE_LIMIT,
+        linger: float = 0.0,
+        max_backoff: float = 30.0,
+        max_split: int = 8,
+    ) -> None:
+        if not 200 <= limit <= MESSAGE_LIMIT:
+            raise ValueError(f"limit must be within 200..{MESSAGE_LIMIT}")
+        if not 0 < max_pending_bytes <= ATTACHMENT_LIMIT:
+            raise ValueError("max_pending_bytes must be positive and fit one attachment")
+        self._mode = mode
+        self._min_interval = min_interval
+        self._max_bytes = max_pending_bytes
+        self._limit = limit
+        self._linger = linger  # wait this long after the first pending item, to batch bursts
+        self._max_backoff = max_backoff
+        self._max_split = max_split
+        self._overhead = block_overhead(mode)
+
+        self._lines: deque[_Line] = deque()
+        self._bytes = 0
+        self._chars = 0
+        self._notices: deque[str] = deque()
+        self._partial: _Partial | None = None
+        self._seq = 0
+        self._state = DEFAULT_STATE
+        self._dropped_total = 0
+        self._unreported = 0
+        self._inflight: _Batch | None = None
+        self._last_start: float | None = None
+        self._failures = 0
+        self._retry_at = -math.inf
+        self._pending_since: float | None = None
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def push_line(self, line: str, now: float) -> int:
+        """Queue one raw console line; returns its sequence number."""
+        seq = self._seq
+        self._seq += 1
+        if self._mode is ColorMode.ANSI:
+            start = self._state
+            text, self._state = clean_ansi(line, start)
+            item = _Line(seq, text, start, self._state, _nbytes(text))
+        else:
+            text = clean_line(line, ColorMode.PLAIN)
+            item = _Line(seq, text, DEFAULT_STATE, DEFAULT_STATE, _nbytes(text))
+        self._lines.append(item)
+        self._bytes += item.nbytes
+        self._chars += len(text)
+        self._mark_pending(now)
+        if self._bytes > self._max_bytes:
+            self._enforce_bound()
+        return seq
+
+    def push_notice(self, text: str, now: float) -> None:
+        """Queue a short plain-text line for the next message, before its code block."""
+        notice = clean_notice(text, max_chars=self._limit // 5)
+        if not notice:
+            return
+        self._notices.append(notice)
+        if len(self._notices) > MAX_PENDING_NOTICES:
+            log.debug("notice backlog full; dropping the oldest notice")
+            self._notices.popleft()
+        self._mark_pending(now)
+
+    def _mark_pending(self, now: float) -> None:
+        if self._pending_since is None:
+            self._pending_since = now
+
+    def _enforce_bound(self) -> None:
+        dropped = 0
+        while self._bytes > self._max_bytes and self._lines:
+            item = self._lines.popleft()
+            self._bytes -= item.nbytes
+            self._chars -= len(item.text)
+            dropped += 1
+        if dropped:
+            if not self._unreported:
+                log.info("console backlog over %d bytes: dropping the oldest lines", self._max_bytes)
+            self._unreported += dropped
+            self._dropped_total += dropped
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def pending_lines(self) -> int:
+        return len(self._lines) + (self._partial is not None)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._bytes + (self._partial.nbytes if self._partial else 0)
+
+    @property
+    def dropped_total(self) -> int:
+        return self._dropped_total
+
+    @property
+    def in_flight(self) -> bool:
+        return self._inflight is not None
+
+    def _has_pending(self) -> bool:
+        return bool(self._lines or self._notices or self._partial or self._unreported)
+
+    def due(self, now: float) -> float | None:
+        """None when nothing is pending; else when the next send may start (inf while one is in flight)."""
+        if not self._has_pending():
+            return None
+        if self._inflight is not None:
+            return math.inf
+        t = self._retry_at
+        if self._last_start is not None:
+            t = max(t, self._last_start + self._min_interval)
+        if self._linger > 0 and self._pending_since is not None:
+            t = max(t, self._pending_since + self._linger)
+        return max(t, now)
+
+    # -- output --------------------------------------------------------------------------------
+
+    def take(self, now: float) -> Outgoing | None:
+        """The next message if one is due now (a send is then in flight), else None."""
+        when = self.due(now)
+        if when is None or when > now:
+            return None
+        batch = self._build()
+        if batch is None:
+            return None
+        self._inflight = batch
+        self._last_start = now
+        return batch.out
+
+    def done(self, ok: bool, now: float) -> None:
+        """The send of the last taken message finished; on failure its content is put back in front."""
+        batch = self._inflight
+        if batch is None:
+            raise RuntimeError("done() without a message in flight")
+        self._inflight = None
+        if ok:
+            self._failures = 0
+            self._retry_at = -math.inf
+            return
+        self._failures += 1
+        self._retry_at = now + min(self._min_interval * 2 ** (self._failures - 1), self._max_backoff)
+        if batch.partial is not None:
+            self._partial = batch.partial
+        if batch.lines:
+            self._lines.extendleft(reversed(batch.lines))
+            self._bytes += sum(item.nbytes for item in batch.lines)
+            self._chars += sum(len(item.text) for item in batch.lines)
+        self._notices.extendleft(reversed(batch.notices))
+        self._unreported += batch.dropped
+        if batch.pending_since is not None:
+            since = self._pending_since
+            self._pending_since = batch.pending_since if since is None else min(since, batch.pending_since)
+        if self._bytes > self._max_bytes:
+            self._enforce_bound()
+
+    def _take_head(self) -> tuple[list[str], list[str], int]:
+        """Drop report and notices for the next message, within half of it."""
+        head: list[str] = []
+        dropped = self._unreported
+        if dropped:
+            head.append(f"⚠ {_plural(dropped, 'line')} dropped while Discord was slow or unreachable")
+        self._unreported = 0
+        notices: list[str] = []
+        used = sum(len(h) + 1 for h in head)
+        while self._notices and (not notices or used + len(self._notices[0]) + 1 <= self._limit // 2):
+            notice = self._notices.popleft()
+            notices.append(notice)
+            used += len(notice) + 1
+        head.extend(notices)
+        return head, notices, dropped
+
+    def _build(self) -> _Batch | None:
+        pending_since = self._pending_since
+        head, notices, dropped = self._take_head()
+        # room left for the code block (and the newline that separates it from the head)
+        room = self._limit - sum(len(h) + 1 for h in head)
+        lines: list[_Line] = []
+        partial_before = self._partial
+        block: str | None = None
+        attachment: bytes | None = None
+        name: str | None = None
+        line_count = 0
+        first_seq = last_seq = -1
+
+        if partial_before is None and self._lines:
+            lines = list(self._lines)
+            self._lines.clear()
+            chars, self._chars, self._bytes = self._chars, 0, 0
+            line_count = len(lines)
+            first_seq, last_seq = lines[0].seq, lines[-1].seq
+            lo, hi = self._visible(lines, 0, len(lines))
+            if lo == hi:
+                pass  # only blank lines: covered by this message, nothing to show
+            elif self._block_len(lines, lo, hi, chars) <= room:
+                block = self._render(lines, lo, hi)
+            elif len(lines) == 1 and self._splittable(lines[0]):
+                item = lines[0]
+                partial_before = _Partial(item, item.text, item.start, item.nbytes)
+                lines, line_count = [], 0  # counted with the last piece
+            else:
+                head, block = self._overflow(lines, lo, hi, head, room)
+                attachment = (plain_copy("\n".join(item.text for item in lines)) + "\n").encode()
+                name = f"console-{first_seq}-{last_seq}.txt"
+
+        if partial_before is not None:
+            block, done = self._next_piece(partial_before, room)
+            first_seq = last_seq = partial_before.line.seq
+            line_count = 1 if done else 0
+
+        if not self._has_pending():
+            self._pending_since = None
+        parts = [*head, block] if block else head
+        if not parts:
+            return None  # only blank lines: consumed, nothing to show
+        out = Outgoing("\n".join(parts), attachment, name, line_count, dropped, first_seq, last_seq)
+        return _Batch(out, lines, notices, dropped, partial_before, pending_since)
+
+    def _visible(self, lines: list[_Line], lo: int, hi: int) -> tuple[int, int]:
+        """Trim blank lines at both ends of lines[lo:hi]."""
+        while lo < hi and is_blank(lines[lo].text):
+            lo += 1
+        while hi > lo and is_blank(lines[hi - 1].text):
+            hi -= 1
+        return lo, hi
+
+    def _block_len(self, lines: list[_Line], lo: int, hi: int, chars: int) -> int:
+        """Length of the block for lines[lo:hi] whose texts total ``chars`` characters."""
+        size = self._overhead + chars + (hi - lo - 1)
+        if self._mode is ColorMode.ANSI:
+            size += len(sgr_open(lines[lo].start)) + (0 if lines[hi - 1].end.is_default else len(RESET))
+        return size
+
+    def _render(self, lines: list[_Line], lo: int, hi: int) -> str:
+        texts = [item.text for item in lines[lo:hi]]
+        return render_block(texts, self._mode, start=lines[lo].start, end=lines[hi - 1].end)
+
+    def _overflow(
+        self, lines: list[_Line], lo: int, hi: int, head: list[str], room: int
+    ) -> tuple[list[str], str | None]:
+        """The most recent lines that fit beside a header pointing at the attachment."""
+        total = len(lines)
+        room -= len(f"… {total} earlier lines in the attached file") + 1
+        first = hi
+        chars = 0
+        while first > lo:
+            size = chars + len(lines[first - 1].text)
+            if self._block_len(lines, first - 1, hi, size) > room:
+                break
+            first -= 1
+            chars = size
+        first, _ = self._visible(lines, first, hi)
+        if first < hi:
+            note = f"… {_plural(first, 'earlier line')} in the attached file"
+            return [*head, note], self._render(lines, first, hi)
+        return [*head, f"… {_plural(total, 'line')} in the attached file"], None
+
+    def _splittable(self, item: _Line) -> bool:
+        per_message = self._limit - self._overhead - 2 * len(RESET) - 16
+        return len(item.text) <= self._max_split * per_message
+
+    def _next_piece(self, partial: _Partial, room: int) -> tuple[str, bool]:
+        """Render the next piece of a long line; keeps the rest as the new partial."""
+        piece, rest, state = cut_line(partial.rest, room - self._overhead, self._mode, partial.start)
+        if rest:
+            self._partial = _Partial(partial.line, rest, state, _nbytes(rest))
+        else:
+            self._partial = None
+        return render_block([piece], self._mode, end=DEFAULT_STATE), not rest
