@@ -15,24 +15,24 @@ class TokenBucket:
 
     capacity: float
     period: float
-    _tokens: float = field(default=-1.0)
+    _tokens: float | None = None
     _updated: float = 0.0
 
-    def _refill(self, now: float) -> None:
-        if self._tokens < 0:
-            self._tokens, self._updated = self.capacity, now
-            return
-        self._tokens = min(self.capacity, self._tokens + (now - self._updated) / self.period)
+    def _refill(self, now: float) -> float:
+        if self._tokens is None:
+            self._tokens = self.capacity
+        else:
+            self._tokens = min(self.capacity, self._tokens + (now - self._updated) / self.period)
         self._updated = now
+        return self._tokens
 
     def wait_time(self, now: float) -> float:
         """Seconds until one token is available (0 if now)."""
-        self._refill(now)
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) * self.period
+        tokens = self._refill(now)
+        return 0.0 if tokens >= 1 else (1 - tokens) * self.period
 
     def take(self, now: float) -> None:
-        self._refill(now)
-        self._tokens -= 1
+        self._tokens = self._refill(now) - 1
 
 
 # Slightly under Wings' own refill rates, so clock drift between the two never trips a bucket.

@@ -17,7 +17,8 @@ class RequestPacer:
     per_minute: float = 600.0
     burst: float = 20.0
     low_water: int = 30
-    _tokens: float = -1.0
+    window: float = 60.0
+    _tokens: float | None = None
     _updated: float = 0.0
     _blocked_until: float = 0.0
     _remaining: int | None = None
@@ -26,15 +27,14 @@ class RequestPacer:
     def reserve(self, now: float) -> float:
         """Take one request slot; return the seconds to wait before sending it (0 when it may go now)."""
         rate = self.per_minute / 60.0
-        if self._tokens < 0:
-            self._tokens, self._updated = self.burst, now
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * rate)
-        self._updated = now
-        self._tokens -= 1.0
-        wait = 0.0 if self._tokens >= 0 else -self._tokens / rate
-        if self._remaining is not None and self._limit and self._remaining <= self.low_water:
-            # Little left in the panel's window: spread what remains over a whole window.
-            wait = max(wait, 60.0 / max(self._remaining, 1) / 2)
+        tokens = self.burst if self._tokens is None else self._tokens
+        tokens = min(self.burst, tokens + (now - self._updated) * rate) - 1.0
+        self._tokens, self._updated = tokens, now
+        wait = 0.0 if tokens >= 0 else -tokens / rate
+        low_water = max(1, min(self.low_water, self._limit // 10)) if self._limit else 0
+        if self._remaining is not None and self._remaining <= low_water:
+            # Little left in the panel's window (it does not say when the window ends): spread what remains.
+            wait = max(wait, self.window / max(self._remaining, 1) / 2)
             self._remaining -= 1
         return max(wait, self._blocked_until - now)
 

@@ -1,0 +1,244 @@
+"""The panel client against the emulator's Client API: shapes, pagination, every error status, 429, timeouts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.pterodactyl.client import PanelClient
+from bot.pterodactyl.errors import (
+    ConflictKind,
+    PanelAuthError,
+    PanelConflict,
+    PanelError,
+    PanelForbidden,
+    PanelNotFound,
+    PanelRateLimited,
+    PanelServerError,
+    PanelUnavailable,
+    PanelValidationError,
+)
+from bot.pterodactyl.pacing import RequestPacer
+from tests.fakes.emulator import Emulator
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def client(emu: Emulator) -> AsyncIterator[PanelClient]:
+    async with PanelClient(emu.panel_url, emu.api_key, timeout=2.0) as panel:
+        yield panel
+
+
+async def test_sends_bearer_key_and_json_accept(emu: Emulator, client: PanelClient) -> None:
+    emu.add_server("Survival")
+    await client.list_servers()
+    req = emu.requests[-1]
+    assert req.headers["Authorization"] == f"Bearer {emu.api_key}"
+    assert "application/json" in req.headers["Accept"]
+
+
+async def test_lists_every_page(emu: Emulator, client: PanelClient) -> None:
+    names = [f"srv-{i:03d}" for i in range(120)]
+    for name in names:
+        emu.add_server(name)
+    servers = await client.list_servers(per_page=50)
+    assert [s.name for s in servers] == names
+    assert [r.query.get("page") for r in emu.requests if r.path == "/api/client"] == ["1", "2", "3"]
+
+
+async def test_single_page_with_empty_links_quirk(emu: Emulator, client: PanelClient) -> None:
+    emu.add_server("Only")
+    servers = await client.list_servers()
+    assert [s.name for s in servers] == ["Only"]
+
+
+async def test_server_details_carry_permissions(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Sub", permissions=["websocket.connect", "control.console"])
+    details = await client.get_server(srv.identifier)
+    assert details.server.uuid == srv.uuid and details.server.identifier == srv.identifier
+    assert {"websocket.connect", "control.console"} <= details.user_permissions
+    by_uuid = await client.get_server(srv.uuid)
+    assert by_uuid.server.name == "Sub"
+
+
+async def test_websocket_credentials_resources_account(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Survival", state="running")
+    creds = await client.websocket_credentials(srv.identifier)
+    assert creds.socket.startswith("ws://127.0.0.1:") and creds.socket.endswith(f"/api/servers/{srv.uuid}/ws")
+    assert creds.token.count(".") == 2
+    assert creds.token not in repr(creds)
+    res = await client.resources(srv.identifier)
+    assert res.current_state == "running"
+    account = await client.account()
+    assert account.id >= 1
+
+
+async def test_power_and_command(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Survival", state="running")
+    await client.send_command(srv.identifier, "say hi")
+    assert any("say hi" in line for line in srv.console_history)
+    await client.send_power(srv.identifier, "kill")
+    assert srv.state == "offline"
+
+
+async def test_401_bad_key_names_the_setting_not_the_key(emu: Emulator) -> None:
+    emu.add_server("Survival")
+    bad = "ptlc_wrongwrongwrongSECRET" + "y" * 20
+    async with PanelClient(emu.panel_url, bad) as panel:
+        with pytest.raises(PanelAuthError) as info:
+            await panel.list_servers()
+    assert info.value.status == 401 and info.value.detail == "Unauthenticated."
+    assert "PANEL_API_KEY" in str(info.value) and bad not in str(info.value) and bad not in repr(info.value)
+
+
+async def test_404_unknown_server(client: PanelClient) -> None:
+    with pytest.raises(PanelNotFound) as info:
+        await client.get_server("deadbeef")
+    assert info.value.status == 404 and "does not know this server" in str(info.value)
+
+
+async def test_403_missing_subuser_permission(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Sub", permissions=["websocket.connect"], state="running")
+    with pytest.raises(PanelForbidden) as info:
+        await client.send_power(srv.identifier, "start")
+    assert info.value.detail == "This action is unauthorized."
+    assert "lacks the permission" in str(info.value)
+
+
+async def test_403_missing_websocket_permission(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Sub", permissions=["control.console"])
+    with pytest.raises(PanelForbidden) as info:
+        await client.websocket_credentials(srv.identifier)
+    assert "websocket.connect" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "kind", "words"),
+    [
+        ({"suspended": True}, ConflictKind.SUSPENDED, "suspended"),
+        ({"status": "installing"}, ConflictKind.INSTALLING, "installing"),
+        ({"transferring": True}, ConflictKind.TRANSFERRING, "moved to another node"),
+    ],
+)
+async def test_409_conflicts(
+    emu: Emulator, client: PanelClient, kwargs: dict, kind: ConflictKind, words: str
+) -> None:
+    srv = emu.add_server("Busy", **kwargs)
+    with pytest.raises(PanelConflict) as info:
+        await client.resources(srv.identifier)
+    assert info.value.status == 409 and info.value.kind is kind and words in str(info.value)
+
+
+async def test_502_command_while_offline(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Down", state="offline")
+    with pytest.raises(PanelConflict) as info:
+        await client.send_command(srv.identifier, "list")
+    assert info.value.status == 502 and "must be online" in str(info.value)
+
+
+async def test_422_validation(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Survival", state="running")
+    with pytest.raises(PanelValidationError) as info:
+        await client.send_command(srv.identifier, "")
+    assert info.value.status == 422 and "command" in info.value.detail
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_5xx_means_panel_or_node_trouble(emu: Emulator, client: PanelClient, status: int) -> None:
+    srv = emu.add_server("Survival")
+    emu.fail_next("GET", "/resources", status)
+    with pytest.raises(PanelServerError) as info:
+        await client.resources(srv.identifier)
+    assert info.value.status == status and "try again" in str(info.value)
+
+
+async def test_429_waits_retry_after_then_succeeds(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Survival")
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=1)
+    started = time.monotonic()
+    details = await client.get_server(srv.identifier)
+    assert details.server.name == "Survival"
+    assert time.monotonic() - started >= 0.9
+    assert sum(r.path.endswith(srv.identifier) for r in emu.requests) == 2
+
+
+async def test_429_gives_up_after_bounded_retries(emu: Emulator) -> None:
+    srv = emu.add_server("Survival")
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=0, times=10)
+    async with PanelClient(emu.panel_url, emu.api_key, max_retries=2) as panel:
+        with pytest.raises(PanelRateLimited) as info:
+            await panel.get_server(srv.identifier)
+    assert "rate-limiting" in str(info.value)
+    assert sum(r.path.endswith(srv.identifier) for r in emu.requests) == 3
+
+
+async def test_429_longer_than_allowed_wait_is_raised_at_once(emu: Emulator) -> None:
+    srv = emu.add_server("Survival")
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=120)
+    async with PanelClient(emu.panel_url, emu.api_key, max_retry_wait=5) as panel:
+        with pytest.raises(PanelRateLimited) as info:
+            await panel.get_server(srv.identifier)
+    assert info.value.retry_after == 120
+
+
+async def test_real_rate_limiter_window(emu: Emulator) -> None:
+    emu.rate_limit, emu.rate_window = 3, 1.0
+    emu.add_server("Survival")
+    pacer = RequestPacer(per_minute=6000, burst=50, window=1.0)
+    async with PanelClient(emu.panel_url, emu.api_key, pacer=pacer) as panel:
+        for _ in range(8):
+            await panel.list_servers()
+    # every call succeeded: the pacer spread them out as Remaining fell, or waited out a 429's Retry-After
+    assert sum(1 for r in emu.requests if r.path == "/api/client") >= 8
+
+
+async def test_timeout_becomes_unavailable(emu: Emulator) -> None:
+    emu.add_server("Survival")
+    emu.fail_next("GET", "/api/client", 0, delay=2.0)
+    async with PanelClient(emu.panel_url, emu.api_key, timeout=0.3) as panel:
+        with pytest.raises(PanelUnavailable) as info:
+            await panel.list_servers()
+    assert "did not answer within 0.3 s" in str(info.value)
+
+
+async def test_unreachable_panel() -> None:
+    async with PanelClient("http://127.0.0.1:9", "ptlc_x", timeout=1.0) as panel:
+        with pytest.raises(PanelUnavailable) as info:
+            await panel.account()
+    assert "could not be reached" in str(info.value)
+
+
+async def test_html_answer_is_a_clear_error(emu: Emulator) -> None:
+    """A PANEL_URL pointing at something that is not the panel API answers HTML, not JSON."""
+    async with PanelClient(emu.wings_url, emu.api_key) as panel:
+        with pytest.raises(PanelError) as info:
+            await panel.account()
+    assert info.value.status == 404 or "not JSON" in str(info.value)
+
+
+def test_pacer_bursts_then_spreads() -> None:
+    pacer = RequestPacer(per_minute=60, burst=3)
+    waits = [pacer.reserve(100.0) for _ in range(5)]
+    assert waits[:3] == [0, 0, 0]
+    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(2.0)
+
+
+def test_pacer_slows_down_when_panel_budget_runs_low() -> None:
+    pacer = RequestPacer(per_minute=6000, burst=100, low_water=30)
+    assert pacer.reserve(0.0) == 0
+    pacer.observe(limit="720", remaining="10")
+    assert pacer.reserve(0.0) >= 3.0  # 10 left in the window: about one every 3 s
+
+
+def test_pacer_blocks_after_429() -> None:
+    pacer = RequestPacer()
+    pacer.block(10.0, 5.0)
+    assert pacer.reserve(11.0) == pytest.approx(4.0)
+    assert pacer.reserve(16.0) == 0
