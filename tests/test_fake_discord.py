@@ -96,6 +96,13 @@ class _Bot(commands.Bot):
                 embed=discord.Embed(description="saved"),
             )
 
+        filters = app_commands.Group(name="filter", description="Line filters", parent=relay)
+
+        @filters.command(name="add", description="Hide matching lines")
+        async def filter_add(inter: discord.Interaction, pattern: str) -> None:
+            await inter.response.send_message(f"hiding {pattern}", ephemeral=True)
+            await inter.edit_original_response(content=f"hiding {pattern}!")
+
         tree.add_command(relay)
 
         @tree.command(name="whoami", description="Shows the caller's permissions")
@@ -252,6 +259,17 @@ async def test_subcommand_with_channel_and_member_options(fake: FakeDiscord, bot
     assert inter.text == "general alice 10\nsaved"
     assert len(inter.edits) == 1
     assert set(inter.payload["data"]["resolved"]) == {"channels", "users", "members"}
+
+
+async def test_subcommand_group_and_edit_of_an_ephemeral_response(fake: FakeDiscord, bot: _Bot) -> None:
+    inter = await fake.invoke(GUILD, CONSOLE, ADMIN, "relay", {"pattern": "DEBUG"}, subcommand="filter add")
+    await fake.wait_for(lambda: bool(inter.edits), timeout=2, what="edit of @original")
+    [group] = inter.payload["data"]["options"]
+    assert (group["type"], group["name"], group["options"][0]["type"]) == (2, "filter", 1)
+    assert [a.kind for a in inter.answers] == ["response", "edit"]
+    assert inter.text == "hiding DEBUG!" and inter.ephemeral
+    assert inter.all_text == "hiding DEBUG\nhiding DEBUG!"
+    assert not bot.errors
 
 
 async def test_member_permissions_come_from_roles_or_override(fake: FakeDiscord, bot: _Bot) -> None:

@@ -90,10 +90,16 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return resp
 
 
-def _error(status: int, code: int | None = None, message: str | None = None, **extra: Any) -> web.Response:
+def _error(
+    status: int,
+    code: int | None = None,
+    message: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
     default_code, default_message = _ERRORS.get(status, (0, f"{status}"))
     body = {"code": default_code if code is None else code, "message": message or default_message, **extra}
-    return _json(body, status)
+    return _json(body, status, headers)
 
 
 def _no_content() -> web.Response:
@@ -210,7 +216,6 @@ class FakeDiscord:
         self._sessions: dict[str, int] = {}  # session id -> last sequence
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # lifecycle
 
@@ -221,9 +226,7 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        port = self._runner.addresses[0][1]
         self.http_url = f"http://127.0.0.1:{port}"
         self.base_url = f"{self.http_url}{API_PREFIX}"
         self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
@@ -231,9 +234,6 @@ class FakeDiscord:
     async def close(self) -> None:
         for conn in list(self._conns):
             await conn.ws.close(code=1001, message=b"fake discord closing")
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -249,11 +249,11 @@ class FakeDiscord:
         """Points discord.py's REST base and gateway at this fake; returns an undo function."""
         old_base = discord.http.Route.BASE
         old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-        discord.http.Route.BASE = self.base_url  # type: ignore[misc]
+        discord.http.Route.BASE = self.base_url
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.gateway_url)
 
         def undo() -> None:
-            discord.http.Route.BASE = old_base  # type: ignore[misc]
+            discord.http.Route.BASE = old_base
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
 
         return undo
@@ -794,7 +794,7 @@ class FakeDiscord:
             if retry is not None:
                 return self._rate_limited(retry, is_global=True, headers={"X-RateLimit-Global": "true"})
             if request.headers.get("Authorization") != f"Bot {self.token}":
-                return _error(401)
+                return _error(401, headers=bucket.headers(now))
         if not bucket.take(now):
             retry = _ceil_ms(bucket.reset_at - now)
             return self._rate_limited(retry, is_global=False, headers=bucket.headers(now))
@@ -844,9 +844,7 @@ class FakeDiscord:
     def _failure_response(self, failure: _Failure, headers: dict[str, str]) -> web.Response:
         if failure.status == 429:
             return self._rate_limited(failure.retry_after, is_global=False, headers=headers)
-        resp = _error(failure.status)
-        resp.headers.update(headers)
-        return resp
+        return _error(failure.status, headers=headers)
 
     @staticmethod
     def _rate_limited(retry_after: float, *, is_global: bool, headers: dict[str, str]) -> web.Response:
@@ -1074,8 +1072,8 @@ class FakeDiscord:
             at=asyncio.get_running_loop().time(),
             payload=payload,
             embeds=obj["embeds"],
+            message=obj,
         )
-        posted.payload["_message"] = obj
         self._messages.setdefault(channel.id, []).append(posted)
         self._message_index[message_id] = posted
         return _json(obj)
@@ -1088,7 +1086,7 @@ class FakeDiscord:
         return posted
 
     async def _get_message(self, request: web.Request) -> web.Response:
-        return _json(self._posted_or_404(request).payload["_message"])
+        return _json(self._posted_or_404(request).message)
 
     async def _edit_message(self, request: web.Request) -> web.Response:
         posted = self._posted_or_404(request)
@@ -1096,7 +1094,7 @@ class FakeDiscord:
         invalid = self._invalid(payload, files, edit=True)
         if invalid is not None:
             return invalid
-        obj = posted.payload["_message"]
+        obj = posted.message
         if "content" in payload:
             posted.content = obj["content"] = payload["content"] or ""
         if "embeds" in payload:

@@ -240,7 +240,8 @@ class PostedMessage:
     at: float
     payload: dict[str, Any]
     embeds: list[dict[str, Any]] = field(default_factory=list)
-    edits: list[dict[str, Any]] = field(default_factory=list)
+    message: dict[str, Any] = field(default_factory=dict)  # the message object returned to the bot
+    edits: list[dict[str, Any]] = field(default_factory=list)  # PATCH payloads (files under "files")
     deleted: bool = False
 
 
