@@ -515,6 +515,8 @@ class Emulator:
             transferring=transferring,
         )
         self.servers_by_uuid[full] = srv
+        if state != "offline":
+            srv._stats_task = self.spawn(srv._stats_loop())
         return srv
 
     def server(self, key: str) -> FakeServer:
