@@ -109,6 +109,8 @@ async def test_not_found_texts(emu: Emulator, http: aiohttp.ClientSession) -> No
         404,
         error(404, "NotFoundHttpException", "The requested resource could not be found on the server."),
     )
+    status, body, _ = await get(http, "/api/client/nope")
+    assert (status, body["errors"][0]["code"]) == (404, "NotFoundHttpException")
     status, body, _ = await get(http, f"/api/client/servers/{hidden.identifier}")
     assert (status, body) == (
         404,

@@ -635,3 +635,13 @@ async def test_binary_frames_and_upgrade_headers(profile: str) -> None:
             assert "permessage-deflate" in headers["Sec-WebSocket-Extensions"]
             assert headers["Content-Security-Policy"] == "default-src 'self'"
             assert headers["X-Frame-Options"] == "DENY"
+
+
+async def test_hardened_auth_timeout() -> None:
+    async with fast(profile="hardened", auth_timeout=0.2) as emu:
+        srv = emu.add_server("mc")
+        late = await open_socket(emu, srv)
+        prompt, _ = await authed(emu, srv)
+        assert await late.close_code() == 1006
+        await prompt.send("send stats")
+        assert (await prompt.recv())[0] == "stats"

@@ -399,6 +399,7 @@ class Emulator:
         auth_latency: float = 0.05,
         allowed_origins: tuple[str, ...] = (),
         read_limit: int = 4096,
+        auth_timeout: float | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}")
@@ -422,6 +423,8 @@ class Emulator:
         self.auth_latency = auth_latency
         self.allowed_origins = allowed_origins
         self.read_limit = read_limit
+        # Hardened, newest pterodactyl only: close sockets not authenticated in time (None = Pelican: never)
+        self.auth_timeout = auth_timeout
 
         self.node_secret = secrets.token_urlsafe(48)
         self.user_id = 1

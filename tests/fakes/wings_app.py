@@ -100,6 +100,9 @@ class WingsSocket:
         self._writer = emu.spawn(self._write_loop())
         self._ticker: asyncio.Task[None] | None = None
         self._first_auth: asyncio.Task[None] | None = None
+        self._auth_timer: asyncio.Task[None] | None = None
+        if emu.profile == "hardened" and emu.auth_timeout is not None:
+            self._auth_timer = emu.spawn(self._auth_deadline(emu.auth_timeout))
         self._buckets = {name: TokenBucket(*spec) for name, spec in emu.inbound_limits.items()}
         self._global_notified = False
         self._throttled_events: set[str] = set()
@@ -255,6 +258,11 @@ class WingsSocket:
         if srv.state == "offline" and srv.status != "installing" and not srv.transferring:
             self.send_json("stats", [srv.stats_json()])
 
+    async def _auth_deadline(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+        if not self.authenticated:
+            self.abort()  # no close frame, as newest pterodactyl Wings does
+
     async def _expiry_ticker(self) -> None:
         while True:
             await asyncio.sleep(self.emu.expiry_tick)
@@ -292,7 +300,7 @@ class WingsSocket:
             self.send_json("stats", [srv.stats_json()])
 
     def close_tasks(self) -> None:
-        for task in (self._ticker, self._first_auth, self._writer):
+        for task in (self._ticker, self._first_auth, self._auth_timer, self._writer):
             if task is not None:
                 task.cancel()
 
