@@ -498,6 +498,11 @@ async def test_hardened_suspension(hard: Emulator) -> None:
     client = await open_socket(hard, srv)
     assert await client.close_code() == 4409
     assert client.conn.close_reason == "server is suspended"
+    srv.panel_lag = True  # the panel has not seen the suspension: it still hands out tokens
+    headers = {"Authorization": f"Bearer {hard.api_key}", "Accept": "application/json"}
+    url = f"{hard.panel_url}/api/client/servers/{srv.identifier}/websocket"
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as r:
+        assert r.status == 200
 
 
 async def test_classic_suspension_keeps_socket(emu: Emulator) -> None:

@@ -126,6 +126,9 @@ class FakeServer:
         self.status = status
         self.transferring = transferring
         self.node_maintenance = False
+        # True: the panel has not caught up with a suspension the node already enforces
+        # (it still issues tokens and reports is_suspended false), e.g. to reach Hardened 4409.
+        self.panel_lag = False
         self.deleted = False
         self.received: list[tuple[str, list[str]]] = []
         self.console_history: list[str] = []

@@ -206,7 +206,7 @@ class Panel:
     @staticmethod
     def _check_state(srv: FakeServer, *, admin_exempt: bool = False) -> None:
         """`validateCurrentState` (reference §5.3); root admins may still open the websocket."""
-        if srv.suspended:
+        if srv.suspended and not srv.panel_lag:
             reason = "suspended"
         elif srv.node_maintenance:
             reason = "maintenance"
@@ -245,6 +245,7 @@ class Panel:
         """`ServerTransformer` output (relationships sit inside attributes)."""
         perms = srv.permissions
         may = _is_owner(srv)
+        panel_suspended = srv.suspended and not srv.panel_lag
         return {
             "server_owner": _is_owner(srv) and not _is_root_admin(srv),
             "identifier": srv.identifier,
@@ -268,8 +269,8 @@ class Panel:
             "docker_image": "ghcr.io/pterodactyl/yolks:java_17",
             "egg_features": ["eula", "java_version", "pid_limit"],
             "feature_limits": {"databases": 0, "allocations": 1, "backups": 3},
-            "status": "suspended" if srv.suspended and srv.status is None else srv.status,
-            "is_suspended": srv.suspended,
+            "status": "suspended" if panel_suspended and srv.status is None else srv.status,
+            "is_suspended": panel_suspended,
             "is_installing": srv.status == "installing",
             "is_transferring": srv.transferring,
             "relationships": {
@@ -411,7 +412,7 @@ class Panel:
                 "object": "stats",
                 "attributes": {
                     "current_state": srv.state,
-                    "is_suspended": srv.suspended,
+                    "is_suspended": srv.suspended and not srv.panel_lag,
                     "resources": {
                         "memory_bytes": stats["memory_bytes"],
                         "cpu_absolute": stats["cpu_absolute"],
