@@ -11,9 +11,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -47,7 +47,6 @@ from bot.pterodactyl.protocol import (
     Event,
     Frame,
     FrameError,
-    JwtErrorCause,
     PowerAction,
     PowerState,
     TokenClaims,
@@ -61,8 +60,8 @@ from bot.pterodactyl.protocol import (
     explain_daemon_error,
     explain_jwt_error,
     has_permission,
-    is_fresh_token,
     jwt_cause_refreshable,
+    jwt_cause_terminal,
     parse_stats,
     permission_for,
     read_claims,
@@ -116,6 +115,7 @@ class Timing:
     command_window: float = 1.5
     logs_quiet: float = 0.3
     logs_max: float = 3.0
+    outbound_scale: float = 1.0  # multiplies the refill periods of hardened Wings' buckets we pace to
 
 
 class _Stop(Exception):
@@ -150,10 +150,11 @@ class WingsConnection:
         self._wall = wall
         self._rng = rng
         self._task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._ws: ClientConnection | None = None
         self._socket_url = ""
         self._send_lock = asyncio.Lock()
-        self._limits = OutboundLimits()
+        self._limits = OutboundLimits.scaled(self.timing.outbound_scale)
         self._ready = asyncio.Event()
         self._watchers: set[Callable[[WingsEvent], None]] = set()
         self._recent = RecentLines()
@@ -165,6 +166,7 @@ class WingsConnection:
         self._auth_waiter: asyncio.Future[None] | None = None
         self._last_refresh_ok = float("-inf")
         self._lossy = False  # jwt errors may have replaced events since the last good token
+        self._pending_stop: str | None = None  # set by a frame that means "never retry"; acted on at close
         # gap fill
         self._capture: list[str] | None = None
         self._capture_last = 0.0
@@ -193,6 +195,17 @@ class WingsConnection:
             self.state = ConnectionState.CONNECTING
             self._task = asyncio.create_task(self._run(), name=f"wings:{self.server}")
 
+    def _spawn(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run a short side job (gap fill, closing the socket), keeping a reference and logging failures."""
+        task = asyncio.create_task(coro, name=f"wings-{what}:{self.server}")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("wings %s for %s failed", task.get_name(), self.server, exc_info=task.exception())
+
     @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -200,10 +213,10 @@ class WingsConnection:
     async def close(self) -> None:
         """Close the socket and end the task; nothing is reported."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks = [t for t in (task, *self._side_tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.state = ConnectionState.CLOSED
         self._ready.clear()
 
@@ -303,8 +316,7 @@ class WingsConnection:
         self._ws = None
         self._ready.clear()
         self.connected_since = None
-        if self._auth_waiter is not None and not self._auth_waiter.done():
-            self._auth_waiter.set_exception(_Reconnect("socket closed"))
+        self._fail_auth(_Reconnect("socket closed"))
         if self._down_since is None:
             self._down_since = self._clock()
 
@@ -331,6 +343,7 @@ class WingsConnection:
 
     async def _one_session(self) -> None:
         self.state = ConnectionState.CONNECTING
+        self._pending_stop = None
         creds = await self._credentials()
         try:
             ws = await websockets.connect(
@@ -356,15 +369,17 @@ class WingsConnection:
         self._socket_url = creds.socket
         refresher: asyncio.Task[None] | None = None
         try:
-            await self._authenticate(ws, creds)
-            refresher = asyncio.create_task(self._refresh_loop(ws), name=f"wings-refresh:{self.server}")
-            gap = self._sessions > 0 or self._lossy
-            self._sessions += 1
-            if gap and self._sink.wants_gap_fill(self.server):
-                self._lossy = False
-                asyncio.create_task(self._fill_gap(), name=f"wings-gap:{self.server}")  # noqa: RUF006
-            async for message in ws:
-                self._on_message(message)
+            with contextlib.suppress(ConnectionClosed):
+                await self._authenticate(ws, creds)
+                refresher = asyncio.create_task(self._refresh_loop(ws), name=f"wings-refresh:{self.server}")
+                gap = self._sessions > 0 or self._lossy
+                self._sessions += 1
+                if gap and self._sink.wants_gap_fill(self.server):
+                    self._lossy = False
+                    self._spawn(self._fill_gap(), "gap")
+                async for message in ws:
+                    self._on_message(message)
+            # Closed, by Wings or by us: the close code (or a pending stop) says whether to come back.
             self._raise_for_close(ws)
         finally:
             if refresher is not None:
@@ -374,6 +389,9 @@ class WingsConnection:
             await ws.close()
 
     def _raise_for_close(self, ws: ClientConnection) -> None:
+        if self._pending_stop is not None:
+            reason, self._pending_stop = self._pending_stop, None
+            raise _Stop(reason)
         code = ws.close_code
         kind = classify_close(code)
         if kind is ConnectionCloseKind.SUSPENDED:
@@ -442,8 +460,7 @@ class WingsConnection:
                 await ws.close()
                 return
             except _Stop as stop:
-                self._stop(str(stop))
-                await ws.close()
+                self._stop_soon(str(stop))
                 return
             except (PanelError, TimeoutError, ConnectionClosed, OSError) as exc:
                 text = _describe(exc)
@@ -469,7 +486,7 @@ class WingsConnection:
         log.debug("wings token for %s refreshed", self.server)
         if self._lossy and self._sink.wants_gap_fill(self.server):
             self._lossy = False
-            asyncio.create_task(self._fill_gap(), name=f"wings-gap:{self.server}")  # noqa: RUF006
+            self._spawn(self._fill_gap(), "gap")
         self._lossy = False
 
     # -- inbound -------------------------------------------------------------------------------------------
@@ -507,7 +524,7 @@ class WingsConnection:
                 self._trigger_refresh()
                 return
             case Event.JWT_ERROR:
-                self._on_jwt_error(frame.arg, now)
+                self._on_jwt_error(frame.arg)
                 return
             case Event.DAEMON_ERROR:
                 during_auth = self._auth_waiter is not None and not self._auth_waiter.done()
@@ -516,14 +533,13 @@ class WingsConnection:
                     NoticeKind.DAEMON_ERROR, text, key=f"daemon:{strip_error_prefix(frame.arg)[:80]}"
                 )
                 if during_auth and self._claims is None:
-                    self._fail_auth(_Stop(text))
+                    self._stop_soon(text)
             case Event.DELETED:
                 self._notify(
                     NoticeKind.DELETED,
                     "The server was deleted from its node; its console is no longer mirrored.",
                 )
-                self._fail_auth(_Stop("server was deleted"))
-                self.stopped_reason = "server was deleted"
+                self._stop_soon("the server was deleted")
             case Event.THROTTLED:
                 self._notify(
                     NoticeKind.THROTTLED,
@@ -534,8 +550,6 @@ class WingsConnection:
                 log.debug("ignoring unknown event %r from %s", frame.event, self.server)
                 return
         self._dispatch(WingsEvent(self.server, frame, now))
-        if frame.known is Event.DELETED and self._ws is not None:
-            asyncio.create_task(self._ws.close())  # noqa: RUF006
 
     def _set_power(self, value: str) -> None:
         try:
@@ -547,31 +561,29 @@ class WingsConnection:
         if self._auth_waiter is not None and not self._auth_waiter.done():
             self._auth_waiter.set_exception(exc)
             self._auth_waiter.exception()  # mark retrieved; the awaiting side re-raises it
-        elif isinstance(exc, _Stop):
-            self.stopped_reason = str(exc)
 
-    def _on_jwt_error(self, text: str, now: float) -> None:
-        fresh = self._claims is not None and is_fresh_token(self._claims, self._token_received_at, now)
+    def _stop_soon(self, reason: str) -> None:
+        """Close the socket and stop for good once it is closed (no reconnect)."""
+        self._pending_stop = reason
+        self._fail_auth(_Stop(reason))
+        if self._ws is not None:
+            self._spawn(self._ws.close(), "close")
+
+    def _on_jwt_error(self, text: str) -> None:
         authing = self._auth_waiter is not None and not self._auth_waiter.done()
-        if authing:
-            fresh = True
-        cause = classify_jwt_error(text, fresh_token=fresh)
+        # Wings prefixes "Error Event [..]: " only on a handler's answer, i.e. to our `auth`; unprefixed errors
+        # are about the token it already holds (the flood that replaces events once that token went bad).
+        answers_auth = authing and strip_error_prefix(text) != text.strip()
+        # A token we fetched moments ago, refused as expired, means the panel's and node's clocks differ.
+        cause = classify_jwt_error(text, fresh_token=answers_auth)
         self._notify(NoticeKind.JWT_ERROR, explain_jwt_error(cause), key=f"jwt:{cause}")
-        if cause in (JwtErrorCause.NO_CONNECT_PERMISSION, JwtErrorCause.UUID_MISMATCH):
-            reason = explain_jwt_error(cause)
-            if authing:
-                self._fail_auth(_Stop(reason))
-            else:
-                self._stop(reason)
-                if self._ws is not None:
-                    asyncio.create_task(self._ws.close())  # noqa: RUF006
-            return
-        if authing:
+        if jwt_cause_terminal(cause):
+            self._stop_soon(explain_jwt_error(cause))
+        elif answers_auth:
             # The token we just sent was refused: a new socket with fresh credentials (after backoff) is the fix.
             self._fail_auth(_Reconnect(f"Wings refused the token ({cause})"))
-            return
-        if jwt_cause_refreshable(cause):
-            self._lossy = True
+        elif jwt_cause_refreshable(cause):
+            self._lossy = True  # events were replaced by errors: fill the gap once a new token is accepted
             self._trigger_refresh()
 
     def _dispatch(self, event: WingsEvent) -> None:

@@ -39,13 +39,14 @@ class TokenBucket:
 _MARGIN = 1.1
 
 
-def _buckets() -> dict[str, TokenBucket]:
+def _buckets(scale: float = 1.0) -> dict[str, TokenBucket]:
+    k = _MARGIN * scale
     return {
-        "global": TokenBucket(10, 0.2 * _MARGIN),
-        "auth": TokenBucket(2, 5.0 * _MARGIN),
-        "send logs": TokenBucket(2, 5.0 * _MARGIN),
-        "send command": TokenBucket(10, 1.0 * _MARGIN),
-        "_default": TokenBucket(4, 1.0 * _MARGIN),
+        "global": TokenBucket(10, 0.2 * k),
+        "auth": TokenBucket(2, 5.0 * k),
+        "send logs": TokenBucket(2, 5.0 * k),
+        "send command": TokenBucket(10, 1.0 * k),
+        "_default": TokenBucket(4, 1.0 * k),
     }
 
 
@@ -54,6 +55,11 @@ class OutboundLimits:
     """The per-connection buckets of hardened Wings, mirrored on our side."""
 
     buckets: dict[str, TokenBucket] = field(default_factory=_buckets)
+
+    @classmethod
+    def scaled(cls, scale: float) -> OutboundLimits:
+        """Buckets whose refill periods are multiplied by `scale` (tests shrink time this way)."""
+        return cls(_buckets(scale))
 
     def _bucket(self, event: str) -> TokenBucket:
         return self.buckets.get(event) or self.buckets["_default"]

@@ -1,0 +1,485 @@
+"""Wings connections against the emulator: auth, refresh, error recovery, reconnects, stops and actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bot.pterodactyl.client import PanelClient
+from bot.pterodactyl.connection import ActionRefused, Timing, WingsConnection
+from bot.pterodactyl.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
+from bot.pterodactyl.manager import ConnectionManager, QueueSubscriber
+from bot.pterodactyl.protocol import PowerAction, PowerState
+from tests.fakes import panel_app
+from tests.fakes.emulator import Emulator, FakeServer
+
+FAST = Timing(
+    auth_timeout=2.0,
+    open_timeout=2.0,
+    ping_interval=1.0,
+    ping_timeout=1.0,
+    backoff_min=0.05,
+    backoff_max=0.4,
+    healthy_after=5.0,
+    lost_grace=0.6,
+    refresh_retry=0.3,
+    min_refresh_gap=0.5,
+    gap_first_line=0.4,
+    gap_quiet=0.15,
+    gap_max=2.0,
+    power_timeout=3.0,
+    command_window=0.4,
+    logs_quiet=0.2,
+    logs_max=2.0,
+    outbound_scale=0.2,
+)
+# Wings' own buckets shrunk the same way, for tests whose short tokens refresh every couple of seconds.
+FAST_WINGS_LIMITS = {"auth": (2, 1.0), "send logs": (2, 1.0)}
+
+
+class Sink:
+    """Records what a connection delivers."""
+
+    def __init__(self) -> None:
+        self.events: list[WingsEvent] = []
+        self.notices: list[Notice] = []
+        self.gap = True
+
+    def deliver(self, event: WingsEvent) -> None:
+        self.events.append(event)
+
+    def notice(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+    def wants_gap_fill(self, server: str) -> bool:
+        return self.gap
+
+    def console(self) -> list[str]:
+        return [e.frame.arg for e in self.events if e.frame.event == "console output"]
+
+    def kinds(self) -> list[NoticeKind]:
+        return [n.kind for n in self.notices]
+
+
+async def wait_until(pred: Callable[[], Any], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def auths(srv: FakeServer) -> int:
+    return sum(1 for event, _ in srv.received if event == "auth")
+
+
+@pytest.fixture(params=["classic", "hardened"])
+def profile(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def panel_emu(profile: str) -> AsyncIterator[tuple[Emulator, PanelClient]]:
+    async with (
+        Emulator(
+            profile=profile,
+            stats_interval=0.2,
+            start_delay=0.2,
+            stop_delay=0.2,
+            inbound_limits=FAST_WINGS_LIMITS,
+        ) as emu,
+        PanelClient(emu.panel_url, emu.api_key) as panel,
+    ):
+        yield emu, panel
+
+
+@pytest.fixture
+async def conn_factory(
+    panel_emu: tuple[Emulator, PanelClient],
+) -> AsyncIterator[Callable[..., tuple[WingsConnection, Sink]]]:
+    emu, panel = panel_emu
+    made: list[WingsConnection] = []
+
+    def make(srv: FakeServer, timing: Timing = FAST) -> tuple[WingsConnection, Sink]:
+        sink = Sink()
+        conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=timing)
+        made.append(conn)
+        return conn, sink
+
+    yield make
+    for conn in made:
+        await conn.close()
+
+
+async def test_first_auth_sends_nothing_before_auth_success(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    assert conn.state is ConnectionState.CONNECTED
+    assert srv.received[0][0] == "auth"
+    await wait_until(lambda: conn.power is PowerState.RUNNING)
+    assert not any(n.kind is NoticeKind.JWT_ERROR for n in sink.notices)
+    sock = emu.sockets(srv)[0]
+    assert sock.authenticated
+
+
+async def test_origin_header_is_the_panel_url_and_wrong_origin_stops(panel_emu, conn_factory) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival")
+    sink = Sink()
+    conn = WingsConnection(panel, srv.identifier, sink, origin="https://elsewhere.example", timing=FAST)
+    try:
+        with pytest.raises(Exception, match="WINGS_ORIGIN"):
+            await conn.wait_ready(3)
+        assert conn.state is ConnectionState.STOPPED
+    finally:
+        await conn.close()
+
+
+async def test_proactive_refresh_keeps_socket_and_every_line(profile: str) -> None:
+    async with Emulator(
+        profile=profile, token_lifetime=3, expiry_tick=0.5, expiry_window=1, inbound_limits=FAST_WINGS_LIMITS
+    ) as emu:
+        srv = emu.add_server("Survival", state="running")
+        async with PanelClient(emu.panel_url, emu.api_key) as panel:
+            sink = Sink()
+            conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST)
+            try:
+                await conn.wait_ready(3)
+                sent = []
+                for i in range(120):  # 6 s of console: two refresh rounds of a 3 s token
+                    line = f"line {i}"
+                    sent.append(line)
+                    srv.emit_console(line)
+                    await asyncio.sleep(0.05)
+                with contextlib.suppress(AssertionError):
+                    await wait_until(lambda: len(sink.console()) >= len(sent), 3)
+                assert sink.console() == sent, (
+                    sink.notices,
+                    conn.refreshes,
+                    conn.reconnects,
+                    conn.last_error,
+                )
+                assert conn.refreshes >= 2 and conn.reconnects == 0
+                assert auths(srv) == conn.refreshes + 1 and len(emu.sockets(srv)) == 1
+                assert not any(n.kind is NoticeKind.JWT_ERROR for n in sink.notices)
+            finally:
+                await conn.close()
+
+
+async def test_refresh_on_token_expiring(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.emit("token expiring")
+    await wait_until(lambda: conn.refreshes == 1, 2)
+    assert auths(srv) == 2 and conn.reconnects == 0
+
+
+async def test_short_tokens_do_not_storm(profile: str) -> None:
+    """20 s tokens refresh at 15 s; with expiring notices every tick, still one refresh per min gap."""
+    async with Emulator(
+        profile=profile,
+        token_lifetime=20,
+        expiry_tick=0.1,
+        expiry_window=25,
+        inbound_limits=FAST_WINGS_LIMITS,
+    ) as emu:
+        srv = emu.add_server("Survival", state="running")
+        async with PanelClient(emu.panel_url, emu.api_key) as panel:
+            conn = WingsConnection(panel, srv.identifier, Sink(), origin=emu.panel_url, timing=FAST)
+            try:
+                await conn.wait_ready(3)
+                await asyncio.sleep(1.6)
+                # expiring arrives every 0.1 s; refreshes are held to one per min_refresh_gap (0.5 s)
+                assert 1 <= conn.refreshes <= 4
+            finally:
+                await conn.close()
+
+
+async def test_recovers_from_jwt_error_flood_and_fills_the_gap(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    for i in range(5):
+        srv.emit_console(f"before {i}")
+    await wait_until(lambda: len(sink.console()) == 5)
+    emu.revoke(srv)  # the panel denylists the token: every event becomes a jwt error
+    for i in range(5):
+        srv.emit_console(f"during {i}")
+    await wait_until(lambda: conn.refreshes >= 1, 3)
+    srv.emit_console("after")
+    expected = [f"before {i}" for i in range(5)] + [f"during {i}" for i in range(5)] + ["after"]
+    await wait_until(lambda: len(sink.console()) >= len(expected), 4)
+    assert sink.console() == expected
+    assert NoticeKind.JWT_ERROR in sink.kinds()
+    assert "restart or a permission change" in next(
+        n.text for n in sink.notices if n.kind is NoticeKind.JWT_ERROR
+    )
+    assert conn.reconnects == 0
+
+
+async def test_recovers_after_wings_restart_without_duplicates(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    for i in range(3):
+        srv.emit_console(f"old {i}")
+    await wait_until(lambda: len(sink.console()) == 3)
+    await emu.restart_wings()
+    srv.emit_console("while down")  # nobody is connected: only `send logs` can bring it back
+    await wait_until(lambda: conn.reconnects >= 1 and conn.state is ConnectionState.CONNECTED, 4)
+    await wait_until(lambda: "while down" in sink.console(), 3)
+    srv.emit_console("new")
+    await wait_until(lambda: "new" in sink.console(), 3)
+    assert sink.console() == ["old 0", "old 1", "old 2", "while down", "new"]
+
+
+async def test_reconnects_after_a_dropped_socket(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    ws_requests = sum(r.path.endswith("/websocket") for r in emu.requests)
+    await emu.drop_sockets(srv)
+    await wait_until(lambda: conn.reconnects == 1 and conn.state is ConnectionState.CONNECTED, 3)
+    # fresh credentials for every new socket
+    assert sum(r.path.endswith("/websocket") for r in emu.requests) == ws_requests + 1
+    # back within the grace period: nobody is told about it
+    assert NoticeKind.CONNECTION_LOST not in sink.kinds()
+
+
+async def test_long_outage_is_reported_once_and_its_end_too(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    emu.fail_next("GET", "/websocket", 504, times=8)
+    await emu.drop_sockets(srv)
+    await wait_until(lambda: NoticeKind.CONNECTION_RESTORED in sink.kinds(), 8)
+    assert sink.kinds().count(NoticeKind.CONNECTION_LOST) == 1
+    lost = next(n for n in sink.notices if n.kind is NoticeKind.CONNECTION_LOST)
+    assert "could not reach the node" in lost.text
+    assert conn.reconnects >= 3
+
+
+async def test_panel_429_is_honoured_on_reconnect(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    emu.fail_next("GET", "/websocket", 429, retry_after=1, times=1)
+    started = time.monotonic()
+    await emu.drop_sockets(srv)
+    await wait_until(lambda: conn.reconnects >= 1 and conn.state is ConnectionState.CONNECTED, 4)
+    assert time.monotonic() - started >= 0.9
+
+
+async def test_deleted_stops_without_retrying(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    await srv.delete()
+    await wait_until(lambda: conn.state is ConnectionState.STOPPED, 3)
+    requests = len(emu.requests)
+    await asyncio.sleep(0.6)
+    assert len(emu.requests) == requests
+    assert NoticeKind.DELETED in sink.kinds()
+    assert conn.stopped_reason and "deleted" in conn.stopped_reason
+
+
+async def test_unknown_server_stops_on_panel_404(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Ghost")
+    emu.servers_by_uuid.pop(srv.uuid)
+    conn, _sink = conn_factory(srv)
+    with pytest.raises(Exception, match="does not know this server"):
+        await conn.wait_ready(2)
+    assert conn.state is ConnectionState.STOPPED
+
+
+async def test_missing_connect_permission_stops(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Sub", permissions=["control.console"])
+    conn, _sink = conn_factory(srv)
+    with pytest.raises(Exception, match=r"websocket\.connect"):
+        await conn.wait_ready(2)
+    assert conn.state is ConnectionState.STOPPED
+
+
+async def test_4409_suspended_stops_without_retrying(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Emulator(profile="hardened") as emu:
+        srv = emu.add_server("Survival", state="running", suspended=True)
+        # A panel that lags behind its node still hands out a token; Wings then closes with 4409.
+        monkeypatch.setattr(panel_app.Panel, "_check_state", staticmethod(lambda *a, **k: None))
+        async with PanelClient(emu.panel_url, emu.api_key) as panel:
+            sink = Sink()
+            conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST)
+            try:
+                with pytest.raises(Exception, match="suspended"):
+                    await conn.wait_ready(3)
+                assert conn.state is ConnectionState.STOPPED and NoticeKind.SUSPENDED in sink.kinds()
+                seen = len(emu.requests)
+                await asyncio.sleep(0.6)
+                assert len(emu.requests) == seen
+            finally:
+                await conn.close()
+
+
+async def test_power_start_reports_transitions(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="offline")
+    conn, _sink = conn_factory(srv)
+    result = await conn.set_state(PowerAction.START)
+    assert result.outcome is PowerOutcome.DONE
+    assert result.transitions == (PowerState.STARTING, PowerState.RUNNING)
+    assert result.describe().startswith("started: offline → starting → running in")
+    assert ("set state", ["start"]) in srv.received
+
+
+async def test_power_restart_and_kill(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, _sink = conn_factory(srv)
+    restart = await conn.set_state(PowerAction.RESTART)
+    assert restart.outcome is PowerOutcome.DONE and restart.transitions[-1] is PowerState.RUNNING
+    assert PowerState.OFFLINE in restart.transitions
+    kill = await conn.set_state(PowerAction.KILL)
+    assert kill.outcome is PowerOutcome.DONE and kill.transitions[-1] is PowerState.OFFLINE
+
+
+async def test_power_lock_busy_comes_back_as_daemon_error(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    srv.power_busy = True
+    conn, _sink = conn_factory(srv)
+    result = await conn.set_state(PowerAction.STOP)
+    assert result.outcome is PowerOutcome.DAEMON_ERROR
+    assert "Another power action" in (result.error or "")
+
+
+async def test_missing_power_permission_is_refused_before_sending(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Sub", state="offline", permissions=["websocket.connect", "control.console"])
+    conn, _sink = conn_factory(srv)
+    with pytest.raises(ActionRefused, match=r"control\.start"):
+        await conn.set_state(PowerAction.START)
+    with pytest.raises(ActionRefused, match=r"control\.stop"):
+        await conn.set_state(PowerAction.KILL)
+    assert not any(event == "set state" for event, _ in srv.received)
+
+
+async def test_start_while_running_is_refused(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    await wait_until(lambda: conn.power is PowerState.RUNNING)
+    with pytest.raises(ActionRefused, match="already running"):
+        await conn.set_state(PowerAction.START)
+
+
+async def test_command_returns_its_output(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.emit_console("an older line")
+    await asyncio.sleep(0.1)
+    result = await conn.send_command("say hello")
+    assert "[Server] hello" in result.lines
+    assert "an older line" not in result.lines
+
+
+async def test_command_refused_offline_without_permission_or_malformed(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    off = emu.add_server("Down", state="offline")
+    conn, _sink = conn_factory(off)
+    with pytest.raises(ActionRefused, match="offline"):
+        await conn.send_command("list")
+    sub = emu.add_server("Sub", state="running", permissions=["websocket.connect"])
+    conn2, _ = conn_factory(sub)
+    with pytest.raises(ActionRefused, match=r"control\.console"):
+        await conn2.send_command("list")
+    with pytest.raises(ActionRefused, match="line break"):
+        await conn2.send_command("list\nop me")
+    with pytest.raises(ActionRefused, match="too long"):
+        await conn2.send_command("x" * 5000)
+    assert not any(event == "send command" for event, _ in off.received + sub.received)
+
+
+async def test_fetch_logs_returns_the_backlog(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    for i in range(20):
+        srv.emit_console(f"history {i}")
+    conn, _sink = conn_factory(srv)
+    lines = await conn.fetch_logs()
+    assert lines[-20:] == [f"history {i}" for i in range(20)]
+
+
+async def test_hardened_throttled_is_reported_and_commands_are_paced() -> None:
+    async with Emulator(profile="hardened") as emu:
+        srv = emu.add_server("Survival", state="running")
+        async with PanelClient(emu.panel_url, emu.api_key) as panel:
+            sink = Sink()
+            real_pacing = dataclasses.replace(FAST, outbound_scale=1.0)
+            conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=real_pacing)
+            try:
+                await conn.wait_ready(3)
+                await wait_until(lambda: conn.power is PowerState.RUNNING)
+                # 12 commands at once: our pacing keeps them inside Wings' buckets, so none is throttled
+                await asyncio.gather(*(conn.send_command(f"say {i}", window=0.05) for i in range(12)))
+                assert sum(1 for e, _ in srv.received if e == "send command") == 12
+                assert NoticeKind.THROTTLED not in sink.kinds()
+                srv.emit("throttled", "send logs")  # what Wings says when a bucket overflows anyway
+                await wait_until(lambda: NoticeKind.THROTTLED in sink.kinds(), 2)
+            finally:
+                await conn.close()
+
+
+async def test_manager_shares_one_connection_and_closes_when_idle(panel_emu) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST, idle_close=0.3)
+    try:
+        a, b = QueueSubscriber(), QueueSubscriber(maxsize=2)
+        sub_a = manager.subscribe(srv.identifier, a)
+        sub_b = manager.subscribe(srv.identifier, b)
+        await manager.connection(srv.identifier).wait_ready(3)
+        for i in range(10):
+            srv.emit_console(f"l{i}")
+        await wait_until(lambda: a.queue.qsize() >= 10)
+        assert len(emu.sockets(srv)) == 1
+        assert b.overflowed > 0  # the slow subscriber lost its own overflow, nobody else's
+        health = manager.health()[0]
+        assert health.subscribers == 2 and health.overflowed == b.overflowed
+        manager.unsubscribe(sub_a)
+        manager.unsubscribe(sub_b)
+        await wait_until(lambda: manager.peek(srv.identifier) is None, 2)
+        await wait_until(lambda: not emu.sockets(srv), 2)
+    finally:
+        await manager.close()
+
+
+async def test_manager_dedupes_notices() -> None:
+    from bot.pterodactyl.manager import NoticeFilter
+
+    now = [0.0]
+    flt = NoticeFilter(180.0, clock=lambda: now[0])
+    n = Notice("abc", NoticeKind.JWT_ERROR, "x", "jwt:expired")
+    assert flt.allow(n) and not flt.allow(n)
+    now[0] = 181.0
+    assert flt.allow(n)
+    assert flt.allow(Notice("other", NoticeKind.JWT_ERROR, "x", "jwt:expired"))
