@@ -285,13 +285,15 @@ async def test_expiry_ticker_and_flood() -> None:
 async def test_token_expired_delivered_in_exp_second() -> None:
     async with Emulator(expiry_tick=0.25, expiry_window=5) as emu:
         srv = emu.add_server("mc")
-        client, _ = await authed(emu, srv, emu.mint_token(srv, exp=int(time.time()) + 1))
-        frames = await client.drain(2.2)
+        await asyncio.sleep(1.0 - time.time() % 1.0)  # start at a second boundary: ticks land predictably
+        exp = int(time.time()) + 1
+        client, _ = await authed(emu, srv, emu.mint_token(srv, exp=exp))
+        frames = await client.drain(2.1)
         events = [e for e, _ in frames]
-        assert "token expiring" in events
-        assert "token expired" in events or "jwt error" in events
-        if "token expired" in events:
-            assert events.index("token expired") > events.index("token expiring")
+        assert events[0] == "token expiring"  # rem 1 s, inside the window
+        assert "token expired" in events  # a tick inside the exp second (still valid) delivers it
+        assert events[-1] == "jwt error" and frames[-1][1] == ["jwt: exp claim is invalid"]
+        assert events.index("token expiring") < events.index("token expired") < events.index("jwt error")
 
 
 # -- power and commands -------------------------------------------------------------------------
