@@ -357,6 +357,7 @@ class WingsConnection:
                 max_queue=64,
                 compression=None,
                 user_agent_header="Wingbeat",
+                proxy=None,  # like the panel client: no proxy from the environment
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
