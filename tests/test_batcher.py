@@ -205,6 +205,15 @@ def test_exactly_2000_fits_and_one_more_overflows(mode: ColorMode) -> None:
             assert out.attachment is None and len(out.content) == 2000
 
 
+def test_trimmed_blank_lines_do_not_count_against_the_limit() -> None:
+    b = Batcher()
+    b.push_line(" " * 500, 0.0)
+    b.push_line("x" * (2000 - block_overhead(ColorMode.PLAIN)), 0.0)
+    b.push_line(" " * 500, 0.0)
+    out = send(b, 0.0)
+    assert out.attachment is None and len(out.content) == 2000 and out.line_count == 3
+
+
 def test_long_line_with_company_goes_to_the_attachment() -> None:
     b = Batcher()
     b.push_line("short", 0.0)

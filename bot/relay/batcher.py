@@ -303,6 +303,7 @@ class Batcher:
             line_count = len(lines)
             first_seq, last_seq = lines[0].seq, lines[-1].seq
             lo, hi = self._visible(lines, 0, len(lines))
+            chars -= sum(len(item.text) for item in lines[:lo]) + sum(len(item.text) for item in lines[hi:])
             if lo == hi:
                 pass  # only blank lines: covered by this message, nothing to show
             elif self._block_len(lines, lo, hi, chars) <= room:
