@@ -1,0 +1,58 @@
+"""What a server's people see for events other than console lines (SPEC §8): one short line each."""
+
+from __future__ import annotations
+
+from bot.pterodactyl.protocol import Event, Frame, FrameError, parse_backup_completed
+
+# Events whose args are lines to mirror like console output.
+MIRRORED = frozenset({Event.CONSOLE_OUTPUT, Event.INSTALL_OUTPUT, Event.TRANSFER_LOGS})
+
+_STATUS_ICONS = {"running": "🟢", "starting": "🟡", "stopping": "🟠", "offline": "🔴"}
+_TRANSFER = {
+    "pending": "is waiting to start",
+    "processing": "is in progress",
+    "cancelling": "is being cancelled",
+    "cancelled": "was cancelled",
+    "failed": "failed",
+    "failure": "failed",
+    "completed": "completed",
+    "success": "completed",
+}
+
+
+def status_line(state: str) -> str:
+    """`status` changes as one short line."""
+    return f"{_STATUS_ICONS.get(state, '⚪')} Server is now **{state}**."
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def event_line(frame: Frame) -> str | None:
+    """A short line for the events people care about, or None for events that are not posted."""
+    match frame.known:
+        case Event.INSTALL_STARTED:
+            return "📦 Installation started."
+        case Event.INSTALL_COMPLETED:
+            return "📦 Installation finished."
+        case Event.BACKUP_COMPLETED:
+            try:
+                backup = parse_backup_completed(frame.arg)
+            except FrameError:
+                return "💾 A backup finished."
+            if backup.is_successful:
+                return f"💾 Backup completed ({_size(backup.file_size)})."
+            return "💾 Backup failed; see the panel for details."
+        case Event.BACKUP_RESTORE_COMPLETED:
+            return "💾 Backup restore completed."
+        case Event.TRANSFER_STATUS:
+            return f"🚚 Transfer {_TRANSFER.get(frame.arg, f'status: {frame.arg}')}."
+        case Event.DAEMON_MESSAGE:
+            return f"ℹ️ {frame.arg}" if frame.arg else None
+    return None

@@ -1,0 +1,142 @@
+"""One task per linked channel: drains its batcher into Discord, one send in flight, never losing a batch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bot.relay.batcher import Batcher
+from bot.relay.budget import RequestBudget
+from bot.relay.format import ColorMode
+
+log = logging.getLogger(__name__)
+
+
+class ChannelGone(Exception):
+    """Discord refused the channel for good (403/404): the link must stop. The message says why."""
+
+
+class PostFailed(Exception):
+    """A send that may work later (5xx, network trouble, rate limit beyond discord.py's retries)."""
+
+
+class Poster(Protocol):
+    """Posts one message to a channel. Raises `ChannelGone` or `PostFailed`."""
+
+    async def post(self, channel_id: int, content: str, attachment: tuple[str, bytes] | None) -> None: ...
+
+
+class ChannelSender:
+    """Feeds one channel from a `Batcher`; the only place its messages are sent from."""
+
+    def __init__(
+        self,
+        channel_id: int,
+        poster: Poster,
+        budget: RequestBudget,
+        *,
+        mode: ColorMode,
+        min_interval: float,
+        max_pending_bytes: int,
+        on_gone: Callable[[int, str], Awaitable[None]],
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.channel_id = channel_id
+        self._poster = poster
+        self._budget = budget
+        self._on_gone = on_gone
+        self._clock = clock
+        self._wall = wall
+        self.batcher = Batcher(mode=mode, min_interval=min_interval, max_pending_bytes=max_pending_bytes)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.messages = 0
+        self.attachments = 0
+        self.lines_posted = 0
+        self.failures = 0
+        self.last_post_at: float | None = None
+        self.last_error: str | None = None
+        self.stopped: str | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"relay:{self.channel_id}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def push_line(self, line: str) -> None:
+        if self.stopped is None:
+            self.batcher.push_line(line, self._clock())
+            self._wake.set()
+
+    def push_notice(self, text: str) -> None:
+        if self.stopped is None:
+            self.batcher.push_notice(text, self._clock())
+            self._wake.set()
+
+    async def _sleep_or_wake(self, delay: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        self._wake.clear()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                now = self._clock()
+                due = self.batcher.due(now)
+                if due is None or due > now:
+                    await self._sleep_or_wake(None if due is None else due - now)
+                    continue
+                out = self.batcher.take(now)
+                if out is None:
+                    continue
+                await self._budget.acquire()
+                attachment = (
+                    (out.attachment_name or "console.txt", out.attachment) if out.attachment else None
+                )
+                try:
+                    await self._poster.post(self.channel_id, out.content, attachment)
+                except ChannelGone as gone:
+                    self.batcher.done(False, self._clock())
+                    await self._stop(str(gone))
+                    return
+                except PostFailed as exc:
+                    self._failed(str(exc))
+                    continue
+                self.batcher.done(True, self._clock())
+                self.messages += 1
+                self.attachments += attachment is not None
+                self.lines_posted += out.line_count
+                self.last_post_at = self._wall()
+                self.last_error = None
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("relay sender for channel %d failed", self.channel_id)
+            await self._stop("internal error (see the bot's log)")
+
+    def _failed(self, reason: str) -> None:
+        # The batch goes back in front of the queue; the batcher spaces retries out (exponential backoff).
+        self.batcher.done(False, self._clock())
+        self.failures += 1
+        self.last_error = reason
+        log.warning("posting to channel %d failed (%s); will retry", self.channel_id, reason)
+
+    async def _stop(self, reason: str) -> None:
+        self.stopped = reason
+        log.warning("console relay to channel %d stopped: %s", self.channel_id, reason)
+        try:
+            await self._on_gone(self.channel_id, reason)
+        except Exception:
+            log.exception("handling the end of the relay to channel %d failed", self.channel_id)

@@ -1,0 +1,214 @@
+"""Console links: every mirrored line of a server into every channel linked to it, in order, paced."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.pterodactyl.events import Notice, WingsEvent
+from bot.pterodactyl.manager import ConnectionManager, Subscription
+from bot.pterodactyl.protocol import Event
+from bot.relay.budget import RequestBudget
+from bot.relay.format import ColorMode
+from bot.relay.notices import MIRRORED, event_line, status_line
+from bot.relay.sender import ChannelSender, Poster
+
+log = logging.getLogger(__name__)
+
+LinkStopped = Callable[[int, str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkHealth:
+    """One link's relay figures. `stopped` holds the reason when Discord refused the channel."""
+
+    server: str
+    channel_id: int
+    server_name: str
+    pending_lines: int
+    pending_bytes: int
+    dropped: int
+    messages: int
+    last_post_at: float | None
+    last_error: str | None
+    stopped: str | None
+
+
+class _ServerFeed:
+    """The relay's subscriber on one server: hands each event to the relay at once (never blocks)."""
+
+    def __init__(self, relay: ConsoleRelay, server: str) -> None:
+        self._relay = relay
+        self._server = server
+
+    def deliver(self, event: WingsEvent) -> None:
+        self._relay._on_event(self._server, event)
+
+    def notice(self, notice: Notice) -> None:
+        self._relay._on_notice(self._server, notice)
+
+
+class ConsoleRelay:
+    """Owns the channel senders and one subscription per linked server."""
+
+    def __init__(
+        self,
+        manager: ConnectionManager,
+        poster: Poster,
+        *,
+        mode: ColorMode = ColorMode.PLAIN,
+        min_interval: float = 1.0,
+        max_pending_bytes: int = 4 * 1024 * 1024,
+        budget: RequestBudget | None = None,
+        on_link_stopped: LinkStopped | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._manager = manager
+        self._poster = poster
+        self._mode = mode
+        self._min_interval = min_interval
+        self._max_pending_bytes = max_pending_bytes
+        self.budget = budget or RequestBudget()
+        self._on_link_stopped = on_link_stopped
+        self._clock = clock
+        self._links: dict[str, dict[int, str]] = {}  # server -> channel -> server name
+        self._channel_servers: dict[int, set[str]] = {}
+        self._senders: dict[int, ChannelSender] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._power: dict[str, str] = {}
+
+    # -- links ---------------------------------------------------------------------------------------------
+
+    async def link(self, server: str, channel_id: int, *, server_name: str) -> bool:
+        """Start mirroring `server` into `channel_id`. False when that link already existed."""
+        channels = self._links.setdefault(server, {})
+        if channel_id in channels:
+            return False
+        channels[channel_id] = server_name
+        self._channel_servers.setdefault(channel_id, set()).add(server)
+        sender = self._senders.get(channel_id)
+        if sender is None or sender.stopped is not None:
+            sender = ChannelSender(
+                channel_id,
+                self._poster,
+                self.budget,
+                mode=self._mode,
+                min_interval=self._min_interval,
+                max_pending_bytes=self._max_pending_bytes,
+                on_gone=self._channel_gone,
+                clock=self._clock,
+            )
+            self._senders[channel_id] = sender
+            sender.start()
+        if server not in self._subs:
+            self._subs[server] = self._manager.subscribe(server, _ServerFeed(self, server), console=True)
+        log.info("console of %s linked to channel %d", server, channel_id)
+        return True
+
+    async def unlink(self, server: str, channel_id: int) -> bool:
+        """Stop mirroring `server` into `channel_id`. False when there was no such link."""
+        channels = self._links.get(server, {})
+        if channels.pop(channel_id, None) is None:
+            return False
+        if not channels:
+            self._links.pop(server, None)
+            self._power.pop(server, None)
+            sub = self._subs.pop(server, None)
+            if sub is not None:
+                self._manager.unsubscribe(sub)
+        servers = self._channel_servers.get(channel_id, set())
+        servers.discard(server)
+        if not servers:
+            self._channel_servers.pop(channel_id, None)
+            sender = self._senders.pop(channel_id, None)
+            if sender is not None:
+                await sender.close()
+        log.info("console of %s unlinked from channel %d", server, channel_id)
+        return True
+
+    def is_linked(self, server: str, channel_id: int) -> bool:
+        return channel_id in self._links.get(server, {})
+
+    def servers_for_channel(self, channel_id: int) -> list[str]:
+        return sorted(self._channel_servers.get(channel_id, ()))
+
+    async def _channel_gone(self, channel_id: int, reason: str) -> None:
+        for server in sorted(self._channel_servers.get(channel_id, ())):
+            await self.unlink(server, channel_id)
+            if self._on_link_stopped is not None:
+                await self._on_link_stopped(channel_id, server, reason)
+
+    # -- events --------------------------------------------------------------------------------------------
+
+    def _targets(self, server: str) -> list[tuple[ChannelSender, str]]:
+        """The senders of `server`'s channels, each with the prefix its lines need there."""
+        out = []
+        for channel_id, name in self._links.get(server, {}).items():
+            sender = self._senders.get(channel_id)
+            if sender is not None:
+                shared = len(self._channel_servers.get(channel_id, ())) > 1
+                out.append((sender, f"[{name}] " if shared else ""))
+        return out
+
+    def _on_event(self, server: str, event: WingsEvent) -> None:
+        kind = event.frame.known
+        if kind in MIRRORED:
+            line = event.frame.arg
+            for sender, prefix in self._targets(server):
+                sender.push_line(prefix + line if prefix else line)
+            return
+        if kind is Event.STATUS:
+            state = event.frame.arg
+            previous = self._power.get(server)
+            self._power[server] = state
+            # The first status after (re)connecting only says where things stand: post changes only.
+            text = status_line(state) if previous is not None and previous != state else None
+        else:
+            text = event_line(event.frame)
+        if text:
+            for sender, prefix in self._targets(server):
+                sender.push_notice(prefix + text)
+
+    def _on_notice(self, server: str, notice: Notice) -> None:
+        for sender, prefix in self._targets(server):
+            sender.push_notice(f"{prefix}⚠️ {notice.text}")
+
+    # -- health and shutdown -------------------------------------------------------------------------------
+
+    def link_health(self) -> list[LinkHealth]:
+        out = []
+        for server, channels in sorted(self._links.items()):
+            for channel_id, name in sorted(channels.items()):
+                sender = self._senders.get(channel_id)
+                if sender is None:
+                    continue
+                out.append(
+                    LinkHealth(
+                        server=server,
+                        channel_id=channel_id,
+                        server_name=name,
+                        pending_lines=sender.batcher.pending_lines,
+                        pending_bytes=sender.batcher.pending_bytes,
+                        dropped=sender.batcher.dropped_total,
+                        messages=sender.messages,
+                        last_post_at=sender.last_post_at,
+                        last_error=sender.last_error,
+                        stopped=sender.stopped,
+                    )
+                )
+        return out
+
+    def senders(self) -> list[ChannelSender]:
+        return list(self._senders.values())
+
+    async def close(self) -> None:
+        for sub in self._subs.values():
+            self._manager.unsubscribe(sub)
+        self._subs.clear()
+        for sender in self._senders.values():
+            await sender.close()
+        self._senders.clear()
+        self._links.clear()
+        self._channel_servers.clear()
