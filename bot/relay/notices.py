@@ -22,7 +22,7 @@ _TRANSFER = {
 
 def status_line(state: str) -> str:
     """`status` changes as one short line."""
-    return f"{_STATUS_ICONS.get(state, '⚪')} Server is now **{state}**."
+    return f"{_STATUS_ICONS.get(state, '⚪')} Server is now {state}."
 
 
 def _size(n: int) -> str:
