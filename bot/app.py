@@ -1,24 +1,252 @@
-"""The Discord side: one `commands.Bot` subclass that owns the application's resources."""
+"""The Discord side: one `commands.Bot` subclass that owns the application's resources.
+
+`setup_hook` opens the store, the panel client, the Wings connection manager and the console relay, loads the
+cogs, syncs the slash commands only when they changed, and restores the saved console links. Cogs only
+translate Discord input into calls on what hangs here.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import discord
+from discord import app_commands
 from discord.ext import commands
 
+from bot.discord_access import check_interaction
+from bot.lookup import ServerLookupError
+from bot.pterodactyl.client import PanelClient
+from bot.pterodactyl.connection import Timing, WingsError
+from bot.pterodactyl.errors import PanelError
+from bot.pterodactyl.manager import ConnectionManager
+from bot.pterodactyl.models import Server
+from bot.relay.discord_poster import DiscordPoster
+from bot.relay.service import ConsoleRelay
 from bot.settings import Settings
+from bot.store import Link, Store
 
 log = logging.getLogger(__name__)
 
+INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.servers", "cogs.control", "cogs.console", "cogs.health")
+SYNC_META_PREFIX = "commands.synced:"
+# Qualified command name -> audit action, for the commands whose every attempt is audited (SPEC §5).
+AUDITED_COMMANDS: Mapping[str, str] = {
+    "power": "power",
+    "command": "command",
+    "console link": "link",
+    "console unlink": "unlink",
+}
+UNEXPECTED_ERROR = "Something went wrong inside Wingbeat; the error was logged for the bot's operator."
+
+
+class Refusal(Exception):
+    """A request the bot declines for a reason the user can act on; `str()` is that one sentence."""
+
+
+# -- server list cache ---------------------------------------------------------------------------------------
+
+
+class ServerCatalog:
+    """The panel's server list, cached for autocomplete and name lookups and refreshed in the background."""
+
+    def __init__(
+        self, panel: PanelClient, *, refresh_every: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._panel = panel
+        self._refresh_every = refresh_every
+        self._clock = clock
+        self._servers: tuple[Server, ...] = ()
+        self._fetched_at: float | None = None
+        self._inflight: asyncio.Task[tuple[Server, ...]] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    @property
+    def servers(self) -> tuple[Server, ...]:
+        """What the last successful refresh saw (possibly nothing yet)."""
+        return self._servers
+
+    def age(self) -> float | None:
+        return None if self._fetched_at is None else self._clock() - self._fetched_at
+
+    async def refresh(self) -> tuple[Server, ...]:
+        """Fetch the list now; concurrent callers share one request. Raises PanelError."""
+        if self._inflight is None or self._inflight.done():
+            self._inflight = asyncio.create_task(self._fetch(), name="catalog-refresh")
+        return await asyncio.shield(self._inflight)
+
+    async def _fetch(self) -> tuple[Server, ...]:
+        servers = tuple(await self._panel.list_servers())
+        self._servers = servers
+        self._fetched_at = self._clock()
+        self.last_error = None
+        return servers
+
+    async def get(self, max_age: float) -> tuple[Server, ...]:
+        """The list, refreshed first when it is older than `max_age` seconds (or was never fetched)."""
+        age = self.age()
+        if age is None or age > max_age:
+            return await self.refresh()
+        return self._servers
+
+    async def cached(self, wait: float) -> tuple[Server, ...]:
+        """The cached list at once; when there is none yet, wait up to `wait` s for a refresh."""
+        if self._fetched_at is None:
+            with contextlib.suppress(PanelError, TimeoutError):
+                async with asyncio.timeout(wait):
+                    return await self.refresh()
+        return self._servers
+
+    def start(self) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._loop(), name="catalog-loop")
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except PanelError as exc:
+                if self.last_error != str(exc):  # say it once, not every minute
+                    log.warning("cannot list the panel's servers: %s", exc)
+                self.last_error = str(exc)
+            await asyncio.sleep(self._refresh_every)
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._loop_task, self._inflight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loop_task = self._inflight = None
+
+
+# -- command sync --------------------------------------------------------------------------------------------
+
+
+def commands_hash(tree: app_commands.CommandTree[Any]) -> str:
+    """A stable hash of the global command payloads; equal hashes mean syncing would change nothing."""
+    payload = [command.to_dict(tree) for command in tree.get_commands()]
+    payload.sort(key=lambda c: (int(c.get("type", 1)), str(c["name"])))
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- errors --------------------------------------------------------------------------------------------------
+
+
+def user_error_text(error: BaseException) -> str | None:
+    """The sentence to show for an expected error, or None when it is a bug to log."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, (PanelError, WingsError, Refusal)):
+        return str(error)
+    if isinstance(error, ServerLookupError):
+        return error.message
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "Wingbeat's commands work in servers only, not in direct messages."
+    if isinstance(error, app_commands.TransformerError):
+        return f"That value is not usable here: {error.value!r}."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You may not use this command here."
+    return None
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Answer with `text` that only the user sees, whatever state the interaction is in."""
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+        return
+    if interaction.extras.get("public_defer") and not interaction.extras.get("answered"):
+        # The first followup after a public deferral would replace the public "thinking" message and so
+        # become public itself: remove that message first so the error stays private.
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+    interaction.extras["answered"] = True
+    await interaction.followup.send(text, ephemeral=True)
+
+
+def _option_text(options: Sequence[Mapping[str, Any]]) -> str:
+    parts: list[str] = []
+    for option in options:
+        if "options" in option:  # a subcommand (group): its own options follow
+            parts.append(_option_text(option["options"]))
+        elif "value" in option:
+            parts.append(f"{option['name']}={option['value']}")
+    return " ".join(p for p in parts if p)
+
+
+class WingbeatTree(app_commands.CommandTree["WingbeatBot"]):
+    """Runs the one access check on every invocation and turns expected errors into one private sentence."""
+
+    async def interaction_check(self, interaction: discord.Interaction[WingbeatBot], /) -> bool:
+        if interaction.type is discord.InteractionType.autocomplete:
+            return interaction.guild_id is not None
+        command = interaction.command
+        name = command.qualified_name if command is not None else ""
+        verdict = check_interaction(interaction, name, self.client.settings.admin_role_ids)
+        if verdict.allowed:
+            return True
+        # Answered before anything else (no defer), so the refusal is never public.
+        await interaction.response.send_message(verdict.reason, ephemeral=True)
+        log.info("refused /%s for user %d in guild %s", name, interaction.user.id, interaction.guild_id)
+        action = AUDITED_COMMANDS.get(name)
+        if action is not None and interaction.guild_id is not None:
+            data: Mapping[str, Any] = interaction.data or {}
+            await self.client.audit(
+                guild_id=interaction.guild_id,
+                user_id=interaction.user.id,
+                server=None,
+                action=action,
+                arguments=_option_text(data.get("options") or []),
+                outcome=f"refused: {verdict.reason}",
+            )
+        return False
+
+    async def on_error(
+        self, interaction: discord.Interaction[WingbeatBot], error: app_commands.AppCommandError, /
+    ) -> None:
+        text = user_error_text(error)
+        if text is None:
+            original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+            name = interaction.command.qualified_name if interaction.command else "?"
+            log.error("unexpected error in /%s", name, exc_info=original)
+            text = UNEXPECTED_ERROR
+        try:
+            await send_ephemeral(interaction, text)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the user about an error: %s", exc)
+
+
+# -- the bot -------------------------------------------------------------------------------------------------
+
 
 class WingbeatBot(commands.Bot):
-    """Holds settings and resources; cogs only translate Discord input into calls on these."""
+    """Holds settings and resources; cogs only translate Discord input into calls on these.
 
-    def __init__(self, settings: Settings) -> None:
+    Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
+    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        timing: Timing | None = None,
+        relay_interval: float = 1.0,
+        catalog_refresh: float = 60.0,
+        idle_close: float = 300.0,
+        panel_timeout: float = 15.0,
+        guild_ready_timeout: float = 2.0,
+        extensions: Sequence[str] = INITIAL_EXTENSIONS,
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
         if settings.console_input:
@@ -29,22 +257,245 @@ class WingbeatBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=WingbeatTree,
+            guild_ready_timeout=guild_ready_timeout,
+            chunk_guilds_at_startup=False,
         )
         self.settings = settings
+        self._timing = timing
+        self._relay_interval = relay_interval
+        self._catalog_refresh = catalog_refresh
+        self._idle_close = idle_close
+        self._panel_timeout = panel_timeout
+        self._extensions = tuple(extensions)
+        self._store: Store | None = None
+        self._panel: PanelClient | None = None
+        self._manager: ConnectionManager | None = None
+        self._relay: ConsoleRelay | None = None
+        self._catalog: ServerCatalog | None = None
+        self._closing = False
+        self.synced_scopes: list[str] = []  # what the last start-up actually pushed to Discord
+        self.ready_logged = False
+
+    # resources (set in setup_hook)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the store is opened in setup_hook")
+        return self._store
+
+    @property
+    def panel(self) -> PanelClient:
+        if self._panel is None:
+            raise RuntimeError("the panel client is created in setup_hook")
+        return self._panel
+
+    @property
+    def manager(self) -> ConnectionManager:
+        if self._manager is None:
+            raise RuntimeError("the connection manager is created in setup_hook")
+        return self._manager
+
+    @property
+    def relay(self) -> ConsoleRelay:
+        if self._relay is None:
+            raise RuntimeError("the console relay is created in setup_hook")
+        return self._relay
+
+    @property
+    def catalog(self) -> ServerCatalog:
+        if self._catalog is None:
+            raise RuntimeError("the server catalog is created in setup_hook")
+        return self._catalog
+
+    # start-up
+
+    async def setup_hook(self) -> None:
+        settings = self.settings
+        self._store = await Store.open(settings.database_url)
+        self._panel = PanelClient(settings.panel_url, settings.panel_api_key, timeout=self._panel_timeout)
+        self._manager = ConnectionManager(
+            self._panel, origin=settings.wings_origin, timing=self._timing, idle_close=self._idle_close
+        )
+        self._relay = ConsoleRelay(
+            self._manager,
+            DiscordPoster(self),
+            mode=settings.console_color,
+            min_interval=self._relay_interval,
+            on_link_stopped=self._link_stopped,
+        )
+        self._catalog = ServerCatalog(self._panel, refresh_every=self._catalog_refresh)
+        for name in self._extensions:
+            await self.load_extension(name)
+        await self._sync_commands()
+        await self._restore_links()
+        self._catalog.start()
+
+    async def _sync_commands(self) -> None:
+        digest = commands_hash(self.tree)
+        targets: list[discord.Object | None] = [discord.Object(g) for g in self.settings.guild_ids] or [None]
+        self.synced_scopes = []
+        for target in targets:
+            scope = "global" if target is None else f"guild:{target.id}"
+            if target is not None:
+                # Always: the tree finds guild-registered commands in its local guild copy, synced or not.
+                self.tree.copy_global_to(guild=target)
+            key = SYNC_META_PREFIX + scope
+            if await self.store.get_meta(key) == digest:
+                log.info("slash commands unchanged for %s; not syncing", scope)
+                continue
+            try:
+                synced = await self.tree.sync(guild=target)
+            except discord.HTTPException as exc:
+                log.error("could not sync slash commands to %s: %s", scope, exc)
+                continue
+            await self.store.set_meta(key, digest)
+            self.synced_scopes.append(scope)
+            log.info("synced %d slash commands to %s", len(synced), scope)
+
+    async def _restore_links(self) -> None:
+        links = await self.store.links()
+        restored = 0
+        for link in links:
+            try:
+                await self.relay.link(link.server_identifier, link.channel_id, server_name=link.server_name)
+                restored += 1
+            except Exception:
+                log.exception("could not restore the link %s -> %d", link.server_identifier, link.channel_id)
+        if links:
+            log.info("restored %d of %d console link(s)", restored, len(links))
 
     async def on_ready(self) -> None:
-        log.info("ready as %s in %d guild(s)", self.user, len(self.guilds))
+        if not self.ready_logged:
+            self.ready_logged = True
+            links = len(self.relay.link_health()) if self._relay is not None else 0
+            log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
+
+    # links (the application calls cogs make)
+
+    async def add_link(self, *, guild_id: int, channel_id: int, server: Server, created_by: int) -> bool:
+        """Save and start a console link; False when that channel already mirrors that server."""
+        link = Link(guild_id, channel_id, server.identifier, server.name, created_by, datetime.now(UTC))
+        added = await self.store.add_link(link)
+        try:
+            await self.relay.link(server.identifier, channel_id, server_name=server.name)
+        except BaseException:
+            if added:
+                await self.store.remove_link(channel_id, server.identifier)
+            raise
+        return added
+
+    async def remove_link(self, *, channel_id: int, server_identifier: str) -> bool:
+        """Stop and forget a console link; False when there was none."""
+        removed = await self.store.remove_link(channel_id, server_identifier)
+        relay_removed = await self.relay.unlink(server_identifier, channel_id)
+        return removed or relay_removed
+
+    async def _link_stopped(self, channel_id: int, server_identifier: str, reason: str) -> None:
+        """The relay gave up on a channel (Discord answered 403/404): forget the link and say why."""
+        log.warning("console link %s -> %d stopped: %s", server_identifier, channel_id, reason)
+        await self.store.remove_link(channel_id, server_identifier)
+        await self.audit(
+            guild_id=None,
+            user_id=0,
+            server=server_identifier,
+            action="unlink",
+            arguments=f"channel={channel_id}",
+            outcome=f"removed by Wingbeat: {reason}",
+        )
+
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        saved = {
+            link.server_identifier
+            for link in await self.store.links(channel.guild.id)
+            if link.channel_id == channel.id
+        }
+        for server in sorted(saved | set(self.relay.servers_for_channel(channel.id))):
+            await self._unlink_gone(channel.id, server, channel.guild.id, "the channel was deleted")
+
+    async def _unlink_gone(self, channel_id: int, server: str, guild_id: int, reason: str) -> None:
+        await self.remove_link(channel_id=channel_id, server_identifier=server)
+        await self.audit(
+            guild_id=guild_id,
+            user_id=0,
+            server=server,
+            action="unlink",
+            arguments=f"channel={channel_id}",
+            outcome=f"removed by Wingbeat: {reason}",
+        )
+
+    # audit
+
+    async def audit(
+        self,
+        *,
+        guild_id: int | None,
+        user_id: int,
+        server: str | None,
+        action: str,
+        arguments: str,
+        outcome: str,
+    ) -> None:
+        """Write one audit entry; a failing store is logged, never shown to the user as their failure."""
+        try:
+            await self.store.audit(
+                guild_id=guild_id,
+                user_id=user_id,
+                server_identifier=server,
+                action=action,
+                arguments=arguments[:1000],
+                outcome=outcome[:1000],
+            )
+        except Exception:
+            log.exception("could not write the audit entry for %s on %s", action, server)
+
+    # shutdown
+
+    async def close(self) -> None:
+        """Relay, connections, panel client, store, then Discord; a second call does nothing more."""
+        if self._closing:
+            return
+        self._closing = True
+        steps: list[tuple[str, Any]] = [
+            ("server catalog", self._catalog),
+            ("console relay", self._relay),
+            ("wings connections", self._manager),
+            ("panel client", self._panel),
+            ("store", self._store),
+        ]
+        for what, resource in steps:
+            if resource is None:
+                continue
+            try:
+                await resource.close()
+            except Exception:
+                log.exception("error while closing the %s", what)
+        await super().close()
+        log.info("closed")
 
 
 async def run_bot(settings: Settings) -> None:
     """Run until closed; SIGINT/SIGTERM close the bot cleanly."""
     async with WingbeatBot(settings) as bot:
         loop = asyncio.get_running_loop()
+        closing: set[asyncio.Task[None]] = set()
+
+        def on_signal() -> None:
+            log.info("signal received; closing")
+            task = asyncio.create_task(bot.close())
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+                loop.add_signal_handler(sig, on_signal)
         try:
             await bot.start(settings.discord_token)
         except discord.LoginFailure:
             log.error("Discord rejected DISCORD_TOKEN; check the bot token in the developer portal.")
             raise SystemExit(2) from None
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError):
+                    loop.remove_signal_handler(sig)

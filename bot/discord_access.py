@@ -1,0 +1,71 @@
+"""The Discord-facing side of SPEC §5: read a member's admin standing from Discord objects, ask `bot.access`.
+
+Everything is read from the data that came with the interaction or message itself (the member's own role
+IDs and the permissions Discord computed for it), never from a member cache that could be stale or empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import discord
+
+from bot.access import is_admin, may_use, refusal_text
+
+DM_REFUSAL = "Wingbeat's commands work in servers only, not in direct messages."
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of the access check: `allowed`, or `reason` (one sentence) for the refusal."""
+
+    allowed: bool
+    reason: str = ""
+
+
+def _role_ids(member: discord.Member) -> list[int]:
+    # `_roles` holds exactly the role IDs of the payload; `Member.roles` would drop IDs the guild
+    # cache does not know yet, which would silently demote an admin.
+    return list(member._roles)
+
+
+def member_is_admin(member: discord.Member, *, administrator: bool, admin_role_ids: Collection[int]) -> bool:
+    """True when `member` holds the Administrator permission or an admin role."""
+    return is_admin(administrator=administrator, role_ids=_role_ids(member), admin_role_ids=admin_role_ids)
+
+
+def interaction_is_admin(interaction: discord.Interaction, admin_role_ids: Collection[int]) -> bool:
+    """Admin standing from the interaction's own member data (False outside a guild)."""
+    member = interaction.user
+    if interaction.guild_id is None or not isinstance(member, discord.Member):
+        return False
+    return member_is_admin(
+        member, administrator=interaction.permissions.administrator, admin_role_ids=admin_role_ids
+    )
+
+
+def message_author_is_admin(message: discord.Message, admin_role_ids: Collection[int]) -> bool:
+    """Admin standing of a guild message's author (False for DMs, webhooks and departed members)."""
+    author = message.author
+    if message.guild is None or message.webhook_id is not None or not isinstance(author, discord.Member):
+        return False
+    administrator = author.guild_permissions.administrator
+    return member_is_admin(author, administrator=administrator, admin_role_ids=admin_role_ids)
+
+
+def check_interaction(
+    interaction: discord.Interaction, command: str, admin_role_ids: Collection[int]
+) -> Verdict:
+    """May this interaction run `command` (its qualified name)? DMs are always refused."""
+    if interaction.guild_id is None or not isinstance(interaction.user, discord.Member):
+        return Verdict(False, DM_REFUSAL)
+    member = interaction.user
+    if may_use(
+        command,
+        administrator=interaction.permissions.administrator,
+        role_ids=_role_ids(member),
+        admin_role_ids=admin_role_ids,
+    ):
+        return Verdict(True)
+    return Verdict(False, refusal_text(command, admin_roles_configured=bool(admin_role_ids)))

@@ -1,0 +1,117 @@
+"""/servers and /status: what everyone may see."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.app import WingbeatBot
+from bot.pterodactyl.errors import PanelError
+from bot.pterodactyl.events import ConnectionState
+from bot.pterodactyl.models import Resources, Server
+from cogs._common import defer, duration, label, reply, resolve, server_autocomplete
+
+log = logging.getLogger(__name__)
+
+STATE_ICONS = {"running": "🟢", "starting": "🟡", "stopping": "🟡", "offline": "🔴"}
+MAX_RESOURCE_LOOKUPS = 25  # /servers asks the panel for at most this many power states per call
+LOOKUP_CONCURRENCY = 4
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+class ServersCog(commands.Cog):
+    """Lists servers and shows one server's state and usage."""
+
+    def __init__(self, bot: WingbeatBot) -> None:
+        self.bot = bot
+
+    def _socket_power(self, server: Server) -> str | None:
+        """The power state from an authenticated Wings socket: fresher than the panel's 20 s cache."""
+        conn = self.bot.manager.peek(server.identifier)
+        if conn is not None and conn.state is ConnectionState.CONNECTED and conn.power is not None:
+            return conn.power.value
+        return None
+
+    async def _power(self, server: Server, budget: asyncio.Semaphore) -> str:
+        if server.is_suspended:
+            return "suspended"
+        if server.is_installing or server.status == "installing":
+            return "installing"
+        if server.is_transferring:
+            return "transferring"
+        if server.status:
+            return server.status.replace("_", " ")
+        known = self._socket_power(server)
+        if known is not None:
+            return known
+        async with budget:
+            try:
+                return (await self.bot.panel.resources(server.identifier)).current_state
+            except PanelError as exc:
+                log.debug("no power state for %s: %s", server.identifier, exc)
+                return "unknown"
+
+    @app_commands.command(name="servers", description="List the game servers the panel key can see")
+    @app_commands.guild_only()
+    async def servers(self, interaction: discord.Interaction) -> None:
+        await defer(interaction, ephemeral=False)
+        servers = sorted(await self.bot.catalog.refresh(), key=lambda s: s.name.casefold())
+        if not servers:
+            await reply(interaction, "The panel key can't see any servers.", ephemeral=False)
+            return
+        budget = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+        looked_up = servers[:MAX_RESOURCE_LOOKUPS]
+        states = await asyncio.gather(*(self._power(s, budget) for s in looked_up))
+        states += ["not checked"] * (len(servers) - len(looked_up))
+        lines = [
+            f"{STATE_ICONS.get(state, '⚪')} {label(s)}: {state}"
+            for s, state in zip(servers, states, strict=True)
+        ]
+        header = f"{len(servers)} server{'s' if len(servers) != 1 else ''}:"
+        text = "\n".join([header, *lines])
+        await reply(
+            interaction,
+            text,
+            ephemeral=False,
+            file_text="\n".join(
+                f"{s.name} ({s.identifier}): {st}" for s, st in zip(servers, states, strict=True)
+            ),
+            filename="servers.txt",
+            summary=f"{header} the list is attached.",
+        )
+
+    @app_commands.command(name="status", description="Power state and resource usage of a game server")
+    @app_commands.describe(server="The game server (name, identifier or UUID)")
+    @app_commands.autocomplete(server=server_autocomplete)
+    @app_commands.guild_only()
+    async def status(self, interaction: discord.Interaction, server: str) -> None:
+        await defer(interaction, ephemeral=False)
+        found = await resolve(self.bot, server)
+        resources = await self.bot.panel.resources(found.identifier)
+        await reply(interaction, self._status_text(found, resources), ephemeral=False)
+
+    def _status_text(self, server: Server, res: Resources) -> str:
+        state = self._socket_power(server) or res.current_state
+        icon = STATE_ICONS.get(state, "⚪")
+        lines = [f"{icon} {label(server)}: {state}" + (" (suspended)" if res.is_suspended else "")]
+        lines.append(
+            f"CPU {res.cpu_absolute:.1f} % · Memory {size(res.memory_bytes)} · Disk {size(res.disk_bytes)}"
+        )
+        lines.append(f"Network ↓ {size(res.network_rx_bytes)} ↑ {size(res.network_tx_bytes)}")
+        lines.append(f"Uptime {duration(res.uptime_ms / 1000) if res.uptime_ms else '—'}")
+        return "\n".join(lines)
+
+
+async def setup(bot: WingbeatBot) -> None:
+    await bot.add_cog(ServersCog(bot))

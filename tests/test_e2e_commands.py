@@ -1,0 +1,229 @@
+"""Slash commands end to end: the real bot, a real discord.py client in the fake Discord, the emulator behind it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_helpers import (
+    ADMIN,
+    CONSOLE,
+    GUILD,
+    OTHER,
+    OWNER,
+    USER,
+    Rig,
+    build_world,
+    running_bot,
+    settings_for,
+)
+from tests.fakes.emulator import Emulator
+from tests.fakes.fake_discord import FakeDiscord
+
+ADMIN_ONLY: list[tuple[str, dict[str, object] | None, str | None]] = [
+    ("power", {"server": "Survival", "action": "start"}, None),
+    ("command", {"server": "Survival", "command": "say hi"}, None),
+    ("logs", {"server": "Survival"}, None),
+    ("console", {"server": "Survival"}, "link"),
+    ("console", {"server": "Survival"}, "unlink"),
+    ("console", None, "list"),
+    ("health", None, None),
+]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    async with Emulator(stats_interval=0.5, start_delay=0.2, stop_delay=0.2) as emu, FakeDiscord() as fake:
+        emu.add_server("Survival", identifier="a1b2c3d4", state="offline")
+        emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as r:
+            yield r
+
+
+def server_requests(emu: Emulator, identifier: str) -> list[str]:
+    return [f"{r.method} {r.path}" for r in emu.requests if identifier in r.path]
+
+
+# -- what everyone may do -------------------------------------------------------------------------------
+
+
+async def test_servers_lists_every_server_with_its_power_state(rig: Rig) -> None:
+    inter = await rig.run("servers", user=USER)
+    assert not inter.ephemeral
+    assert [r["type"] for r in inter.responses] == [5]  # deferred: the panel is involved
+    assert "Survival" in inter.text and "a1b2c3d4" in inter.text
+    assert "Creative" in inter.text
+    lines = {line.split("**")[1]: line for line in inter.text.splitlines() if "**" in line}
+    assert lines["Survival"].endswith("offline")
+    assert lines["Creative"].endswith("running")
+
+
+async def test_status_shows_state_and_usage(rig: Rig) -> None:
+    inter = await rig.run("status", {"server": "creative"}, user=USER)
+    assert not inter.ephemeral
+    text = inter.text
+    assert "Creative" in text and "running" in text
+    for word in ("CPU", "Memory", "Disk", "Network", "Uptime"):
+        assert word in text
+
+
+async def test_autocomplete_offers_servers_by_name_with_identifier_values(rig: Rig) -> None:
+    choices = await rig.fake.autocomplete(GUILD, CONSOLE, USER, "status", {"server": "sur"}, "server")
+    assert choices == [{"name": "Survival (a1b2c3d4)", "value": "a1b2c3d4"}]
+    everything = await rig.fake.autocomplete(GUILD, CONSOLE, ADMIN, "power", {"server": ""}, "server")
+    assert [c["value"] for c in everything] == ["e5f6a7b8", "a1b2c3d4"]  # sorted by name
+
+
+async def test_unknown_server_is_a_clear_private_error(rig: Rig) -> None:
+    inter = await rig.run("status", {"server": "nope"}, user=USER)
+    assert inter.ephemeral
+    assert "No server matches" in inter.text
+    assert "Traceback" not in inter.all_text
+    # The public "thinking" message was removed so the error does not show to everyone.
+    assert inter.original_deleted
+
+
+# -- admin actions ----------------------------------------------------------------------------------------
+
+
+async def test_power_start_sends_set_state_and_reports_running(rig: Rig) -> None:
+    srv = rig.emu.server("a1b2c3d4")
+    inter = await rig.run("power", {"server": "Survival", "action": "start"})
+    assert inter.ephemeral
+    assert ("set state", ["start"]) in srv.received
+    assert "started" in inter.text and "running" in inter.text
+    assert srv.state == "running"
+    [entry] = await rig.bot.store.recent_audit(guild_id=GUILD)
+    assert (entry.user_id, entry.server_identifier, entry.action, entry.arguments) == (
+        ADMIN,
+        "a1b2c3d4",
+        "power",
+        "start",
+    )
+    assert entry.outcome.startswith("done: started")
+
+
+async def test_administrator_permission_is_enough(rig: Rig) -> None:
+    inter = await rig.run("power", {"server": "Creative", "action": "stop"}, user=OWNER)
+    assert "stopped" in inter.text and "offline" in inter.text
+    assert ("set state", ["stop"]) in rig.emu.server("e5f6a7b8").received
+
+
+async def test_command_shows_the_output_it_caused(rig: Rig) -> None:
+    inter = await rig.run("command", {"server": "Creative", "command": "say hello there"})
+    assert inter.ephemeral
+    assert ("send command", ["say hello there"]) in rig.emu.server("e5f6a7b8").received
+    assert "[Server] hello there" in inter.text
+    assert "```" in inter.text
+    [entry] = await rig.bot.store.recent_audit(guild_id=GUILD)
+    assert (entry.action, entry.arguments, entry.outcome) == (
+        "command",
+        "say hello there",
+        "sent; 2 lines of output",
+    )
+
+
+async def test_command_on_an_offline_server_is_refused_not_reported_as_sent(rig: Rig) -> None:
+    inter = await rig.run("command", {"server": "Survival", "command": "say hi"})
+    assert inter.ephemeral
+    assert "offline" in inter.text
+    assert not any(frame == "send command" for frame, _ in rig.emu.server("a1b2c3d4").received)
+    [entry] = await rig.bot.store.recent_audit(guild_id=GUILD)
+    assert entry.outcome.startswith("failed: ") and "offline" in entry.outcome
+
+
+async def test_command_with_a_line_break_is_refused(rig: Rig) -> None:
+    inter = await rig.run("command", {"server": "Creative", "command": "say a\nstop"})
+    assert inter.ephemeral and "line break" in inter.text
+    assert not any(frame == "send command" for frame, _ in rig.emu.server("e5f6a7b8").received)
+
+
+async def test_logs_come_as_text_or_as_a_file_when_long(rig: Rig) -> None:
+    srv = rig.emu.server("e5f6a7b8")
+    for word in ("one", "two", "three"):
+        srv.emit_console(f"[Server thread/INFO]: {word}")
+    short = await rig.run("logs", {"server": "Creative", "lines": 2})
+    assert short.ephemeral and "```" in short.text
+    assert "two" in short.text and "three" in short.text and "one" not in short.text
+    assert ("send logs", []) in srv.received
+    for n in range(150):
+        srv.emit_console(f"[Server thread/INFO]: line {n:03d} " + "x" * 60)
+    long = await rig.run("logs", {"server": "Creative"})
+    assert long.ephemeral
+    [(name, data)] = long.files
+    assert name == "e5f6a7b8-console.txt"
+    lines = data.decode().splitlines()
+    assert len(lines) == 50 and lines[-1].startswith("[Server thread/INFO]: line 149")
+
+
+async def test_admin_only_commands_are_refused_to_others_before_anything_happens(rig: Rig) -> None:
+    for command, options, sub in ADMIN_ONLY:
+        inter = await rig.run(command, options, user=USER, subcommand=sub)
+        label = f"/{command} {sub or ''}"
+        assert inter.ephemeral, label
+        assert [r["type"] for r in inter.responses] == [4], label  # answered at once, never deferred
+        assert "Only admins" in inter.text, label
+    for srv in rig.emu.servers():
+        assert server_requests(rig.emu, srv.identifier) == []
+        assert srv.received == []
+    assert await rig.bot.store.links(GUILD) == []
+    refused = await rig.bot.store.recent_audit(guild_id=GUILD)
+    assert sorted(e.action for e in refused) == ["command", "link", "power", "unlink"]
+    assert all(e.outcome.startswith("refused: ") and e.user_id == USER for e in refused)
+
+
+async def test_missing_wings_permission_is_a_clear_refusal(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        srv = emu.add_server(
+            "Limited", identifier="c0ffee00", permissions=["websocket.connect", "control.console"]
+        )
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            inter = await rig.run("power", {"server": "Limited", "action": "start"})
+            assert inter.ephemeral
+            assert "control.start" in inter.text
+            assert not any(frame == "set state" for frame, _ in srv.received)
+            assert srv.state == "offline"
+            [entry] = await rig.bot.store.recent_audit(guild_id=GUILD)
+            assert "control.start" in entry.outcome and entry.outcome.startswith("failed: ")
+
+
+async def test_health_reports_each_connection(rig: Rig) -> None:
+    await rig.run("command", {"server": "Creative", "command": "list"})
+    inter = await rig.run("health")
+    assert inter.ephemeral
+    assert "Creative" in inter.text and "connected" in inter.text
+    assert "token expires in" in inter.text and "reconnects" in inter.text
+
+
+async def test_console_link_list_unlink(rig: Rig) -> None:
+    link = await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
+    assert link.ephemeral and "Mirroring" in link.text
+    await rig.connected("e5f6a7b8")
+    rig.emu.server("e5f6a7b8").emit_console("hello from the game")
+    await rig.wait_for_text(OTHER, "hello from the game")
+    listed = await rig.run("console", None, subcommand="list")
+    assert listed.ephemeral
+    assert "Creative" in listed.text and f"<#{OTHER}>" in listed.text and "connected" in listed.text
+    again = await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
+    assert "already" in again.text
+    unlink = await rig.run("console", {"server": "e5f6a7b8", "channel": OTHER}, subcommand="unlink")
+    assert "Stopped mirroring" in unlink.text
+    assert await rig.bot.store.links(GUILD) == []
+    actions = [(e.action, e.outcome) for e in reversed(await rig.bot.store.recent_audit(guild_id=GUILD))]
+    assert actions == [("link", "linked"), ("link", "already linked"), ("unlink", "unlinked")]
+
+
+async def test_link_defaults_to_this_channel(rig: Rig) -> None:
+    inter = await rig.run("console", {"server": "Creative"}, subcommand="link")
+    assert f"<#{CONSOLE}>" in inter.text
+    [saved] = await rig.bot.store.links(GUILD)
+    assert (saved.channel_id, saved.server_identifier, saved.server_name, saved.created_by) == (
+        CONSOLE,
+        "e5f6a7b8",
+        "Creative",
+        ADMIN,
+    )
