@@ -339,7 +339,7 @@ class WingbeatBot(commands.Bot):
         for target in targets:
             scope = "global" if target is None else f"guild:{target.id}"
             if target is not None:
-                # Always: the tree finds guild-registered commands in its local guild copy, synced or not.
+                # Every start, synced or not, so the local tree mirrors what Discord has registered.
                 self.tree.copy_global_to(guild=target)
             key = SYNC_META_PREFIX + scope
             if await self.store.get_meta(key) == digest:

@@ -1,0 +1,158 @@
+"""Start-up end to end: command sync (and skipping it), link restore, a panel that is down, DMs, shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bot.pterodactyl.events import ConnectionState
+from tests.e2e_helpers import (
+    ADMIN,
+    CONSOLE,
+    GUILD,
+    USER,
+    build_world,
+    running_bot,
+    settings_for,
+    unused_port,
+)
+from tests.fakes.emulator import Emulator
+from tests.fakes.fake_discord import FakeDiscord
+
+COMMANDS = {"servers", "status", "power", "command", "logs", "console", "health"}
+
+
+def options(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {o["name"]: o for o in command.get("options") or []}
+
+
+async def test_synced_commands_names_options_and_choices(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            assert rig.bot.synced_scopes == [f"guild:{GUILD}"]
+        assert list(fake.synced_commands) == [GUILD]  # guild sync only: GUILD_IDS is set
+        synced = {c["name"]: c for c in fake.synced_commands[GUILD]}
+        assert set(synced) == COMMANDS
+        for name, command in synced.items():
+            assert command.get("contexts") == [0] or command.get("dm_permission") is False, name
+        assert options(synced["servers"]) == {}
+        assert set(options(synced["status"])) == {"server"}
+        power = options(synced["power"])
+        assert power["server"]["autocomplete"] is True and power["server"]["required"] is True
+        assert [c["value"] for c in power["action"]["choices"]] == ["start", "stop", "restart", "kill"]
+        assert set(options(synced["command"])) == {"server", "command"}
+        lines = options(synced["logs"])["lines"]
+        assert (lines["type"], lines["min_value"], lines["max_value"], lines.get("required", False)) == (
+            4,
+            1,
+            150,
+            False,
+        )
+        console = options(synced["console"])
+        assert set(console) == {"link", "unlink", "list"}
+        link = options(console["link"])
+        assert set(link) == {"server", "channel"} and link["channel"]["type"] == 7
+        assert link["server"]["autocomplete"] is True and not link["channel"].get("required", False)
+        assert options(console["list"]) == {}
+
+
+async def test_restart_restores_links_and_skips_an_unchanged_sync(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Survival", identifier="a1b2c3d4", state="running")
+        build_world(fake)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings) as rig:
+            inter = await rig.run("console", {"server": "Survival"}, subcommand="link")
+            assert "Mirroring" in inter.text
+        assert fake.command_put_count == 1
+        assert emu.sockets(srv) == []  # the first bot closed its connection
+
+        async with running_bot(emu, fake, settings) as rig:
+            assert fake.command_put_count == 1  # same commands: no second PUT
+            assert rig.bot.synced_scopes == []
+            await rig.connected("a1b2c3d4")
+            srv.emit_console("after the restart")
+            await rig.wait_for_text(CONSOLE, "after the restart")
+            # Commands still dispatch although this start did not sync them.
+            status = await rig.run("status", {"server": "Survival"}, user=USER)
+            assert "running" in status.text
+
+
+async def test_changed_commands_are_synced_again(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings) as rig:
+            await rig.bot.store.set_meta(f"commands.synced:guild:{GUILD}", "an older hash")
+        async with running_bot(emu, fake, settings):
+            pass
+        assert fake.command_put_count == 2
+
+
+async def test_global_sync_when_no_guild_ids_and_dms_are_refused(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        emu.add_server("Survival", identifier="a1b2c3d4")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path, guild_ids=())) as rig:
+            assert list(fake.synced_commands) == [None]
+            for command, opts in (("servers", None), ("power", {"server": "Survival", "action": "start"})):
+                inter = await fake.invoke(None, 4242, ADMIN, command, opts)
+                await inter.wait_done(5)
+                assert inter.ephemeral and "servers only" in inter.text
+                assert [r["type"] for r in inter.responses] == [4]
+            assert emu.server("a1b2c3d4").received == []
+            assert not any("a1b2c3d4" in r.path for r in emu.requests)
+            # Guild invocations of the global commands work as usual.
+            listed = await rig.run("servers", user=USER)
+            assert "Survival" in listed.text
+
+
+async def test_a_panel_that_is_down_does_not_stop_start_up(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings) as rig:
+            await rig.bot.add_link(
+                guild_id=GUILD, channel_id=CONSOLE, server=_server("a1b2c3d4", "Survival"), created_by=ADMIN
+            )
+        down = settings_for(emu, fake, tmp_path, panel_url=f"http://127.0.0.1:{unused_port()}")
+        async with running_bot(emu, fake, down) as rig:
+            assert rig.bot.is_ready()
+            [health] = rig.bot.relay.link_health()
+            assert (health.server, health.channel_id) == ("a1b2c3d4", CONSOLE)
+            await fake.wait_for(
+                lambda: _conn_state(rig.bot, "a1b2c3d4") is ConnectionState.RECONNECTING,
+                5,
+                "the link's connection retrying",
+            )
+            inter = await rig.run("servers", user=USER)
+            assert inter.ephemeral and "could not be reached" in inter.text
+            assert "Traceback" not in inter.all_text
+            health_reply = await rig.run("health", user=ADMIN)
+            assert "a1b2c3d4" in health_reply.text and "last error" in health_reply.text
+
+
+async def test_close_releases_every_resource(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Survival", identifier="a1b2c3d4", state="running")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            await rig.run("console", {"server": "Survival"}, subcommand="link")
+            await rig.connected("a1b2c3d4")
+            bot = rig.bot
+        assert bot.is_closed()
+        await emu.wait_sockets_closed(srv)
+        assert bot.manager.health() == [] and bot.relay.link_health() == []
+        await bot.close()  # a second close is harmless
+
+
+def _server(identifier: str, name: str) -> Any:
+    from bot.pterodactyl.models import Server
+
+    return Server(identifier=identifier, uuid="", name=name)
+
+
+def _conn_state(bot: Any, identifier: str) -> ConnectionState | None:
+    conn = bot.manager.peek(identifier)
+    return None if conn is None else conn.state
