@@ -23,6 +23,7 @@ ADMIN = 900000000000000005  # holds ADMIN_ROLE
 USER = 900000000000000006  # no roles
 OWNER = 900000000000000007  # holds a role with the Administrator permission, not ADMIN_ROLE
 MODS = 900000000000000008  # that role
+GUILD_OWNER = 900000000000000009
 ADMINISTRATOR = 1 << 3
 
 # Short enough that nothing in a test waits long; long enough for a loaded CI machine.
@@ -50,6 +51,10 @@ def build_world(fake: FakeDiscord) -> None:
     guild.add_member(ADMIN, "alice", roles=[ADMIN_ROLE])
     guild.add_member(USER, "bob")
     guild.add_member(OWNER, "carol", roles=[MODS])
+    # The fake names its first member the guild's owner, and the bot is added first; an owner has every
+    # permission, which would hide permission checks on the bot. Make a separate member the owner.
+    guild.add_member(GUILD_OWNER, "dana")
+    guild.members = {GUILD_OWNER: guild.members.pop(GUILD_OWNER), **guild.members}
 
 
 def settings_for(
