@@ -32,7 +32,7 @@ from bot.pterodactyl.models import Server
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.settings import Settings
-from bot.store import Link, Store
+from bot.store import Link, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class ServerCatalog:
         """Fetch the list now; concurrent callers share one request. Raises PanelError."""
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.create_task(self._fetch(), name="catalog-refresh")
+            # Retrieved here too, so a refresh whose callers all went away never warns "never retrieved".
+            self._inflight.add_done_callback(lambda t: t.cancelled() or t.exception())
         return await asyncio.shield(self._inflight)
 
     async def _fetch(self) -> tuple[Server, ...]:
@@ -372,6 +374,9 @@ class WingbeatBot(commands.Bot):
             links = len(self.relay.link_health()) if self._relay is not None else 0
             log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: messages matter only to the console input listener (cogs.console)."""
+
     # links (the application calls cogs make)
 
     async def add_link(self, *, guild_id: int, channel_id: int, server: Server, created_by: int) -> bool:
@@ -395,9 +400,11 @@ class WingbeatBot(commands.Bot):
     async def _link_stopped(self, channel_id: int, server_identifier: str, reason: str) -> None:
         """The relay gave up on a channel (Discord answered 403/404): forget the link and say why."""
         log.warning("console link %s -> %d stopped: %s", server_identifier, channel_id, reason)
+        saved = await self.store.links_for_server(server_identifier)
+        guild_id = next((link.guild_id for link in saved if link.channel_id == channel_id), None)
         await self.store.remove_link(channel_id, server_identifier)
         await self.audit(
-            guild_id=None,
+            guild_id=guild_id,
             user_id=0,
             server=server_identifier,
             action="unlink",
@@ -495,6 +502,9 @@ async def run_bot(settings: Settings) -> None:
         except discord.LoginFailure:
             log.error("Discord rejected DISCORD_TOKEN; check the bot token in the developer portal.")
             raise SystemExit(2) from None
+        except StoreError as exc:
+            log.error("cannot use the database: %s", exc)
+            raise SystemExit(1) from None
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError):

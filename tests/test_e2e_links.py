@@ -52,7 +52,7 @@ async def test_a_channel_discord_refuses_is_unlinked_and_audited(tmp_path: Path)
                 return [link.channel_id for link in await rig.bot.store.links(GUILD)] == [CONSOLE]
 
             await eventually(unlinked)
-            [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=None) if e.user_id == 0]
+            [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.user_id == 0]
             assert (entry.action, entry.server_identifier, entry.arguments) == (
                 "unlink",
                 "e5f6a7b8",
