@@ -234,6 +234,7 @@ class Progress:
     """What the sampling loop saw while the run went on."""
 
     all_connected: Mark | None = None
+    events_at_all_connected: int = 0
     max_connected: int = 0
     rss_steady_mib: float | None = None
 
@@ -246,6 +247,7 @@ async def watch(manager: ConnectionManager, servers: int, until: float, progress
         progress.max_connected = max(progress.max_connected, connected)
         if progress.all_connected is None and connected == servers:
             progress.all_connected = Mark.now()
+            progress.events_at_all_connected = sum(c.events for c in manager.connections())
 
 
 async def run_bot(cfg: BenchConfig) -> dict[str, Any]:
@@ -265,6 +267,7 @@ async def run_bot(cfg: BenchConfig) -> dict[str, Any]:
             manager.subscribe(ident, counters[ident])
         await watch(manager, cfg.servers, start.wall + cfg.duration - cfg.drain, progress)
         stop_emit = Mark.now()
+        events_at_stop = sum(c.events for c in manager.connections())
         progress.rss_steady_mib = current_rss_mib()
         emitted = await child.ask("stop emitting")
         await watch(manager, cfg.servers, start.wall + cfg.duration, progress)
@@ -314,8 +317,16 @@ async def run_bot(cfg: BenchConfig) -> dict[str, Any]:
         "notices": sum(c.notices for c in counters.values()),
         "events_total": events,
         "events_per_s": round(events / wall, 1) if wall else None,
+        "events_per_s_steady": (
+            round((events_at_stop - progress.events_at_all_connected) / steady_wall, 1)
+            if steady_wall
+            else None
+        ),
         "bot_cpu_pct_steady": _round(cpu_pct(progress.all_connected, stop_emit)),
         "steady_phase_s": round(steady_wall, 1),
+        "bot_cpu_pct_connect_phase": _round(
+            cpu_pct(start, progress.all_connected) if progress.all_connected else None
+        ),
         "bot_cpu_pct_overall": _round(cpu_pct(start, end)),
         "bot_peak_rss_mib": round(peak_rss_mib(), 1),
         "bot_rss_steady_mib": _round(progress.rss_steady_mib),
