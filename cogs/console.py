@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 SENT, REFUSED, FAILED = "✅", "⛔", "⚠️"
 # What the bot needs in a channel to mirror a console into it (attachments carry floods and long lines).
 NEEDED = ("view_channel", "send_messages")
+NEEDED_IN_THREADS = ("view_channel", "send_messages_in_threads")
 
 
 def _channel_id(
@@ -46,7 +47,8 @@ def _check_bot_can_post(interaction: discord.Interaction, channel_id: int) -> st
     if not isinstance(target, discord.abc.Messageable):
         raise Refusal(f"{target.mention} is not a channel Wingbeat can post messages in.")
     perms = target.permissions_for(me)
-    missing = [name for name in NEEDED if not getattr(perms, name)]
+    needed = NEEDED_IN_THREADS if isinstance(target, discord.Thread) else NEEDED
+    missing = [name for name in needed if not getattr(perms, name)]
     if missing:
         names = " and ".join(n.replace("_", " ").title() for n in missing)
         raise Refusal(f"Wingbeat lacks {names} in {target.mention}; grant it there and try again.")
