@@ -109,9 +109,13 @@ def _reject_constant(name: str) -> Any:
     raise FrameError(f"non-finite number {name} in JSON")
 
 
+# One decoder for every frame: json.loads with options would build a new one per call (a hot path).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise FrameError(f"invalid JSON: {exc.msg} at {exc.pos}") from None
     except RecursionError:
@@ -152,6 +156,8 @@ def decode_frame(data: str | bytes) -> Frame:
         return Frame(event, ())
     if not isinstance(raw_args, list):
         raise FrameError(f"frame 'args' is a JSON {type(raw_args).__name__}, not an array")
+    if all(type(item) is str for item in raw_args):  # the common case, kept cheap for console floods
+        return Frame(event, tuple(raw_args))
     args: list[str] = []
     for item in raw_args:
         if item is None:

@@ -54,6 +54,7 @@ class ChannelSender:
         self._wall = wall
         self.batcher = Batcher(mode=mode, min_interval=min_interval, max_pending_bytes=max_pending_bytes)
         self._wake = asyncio.Event()
+        self._idle = False  # waiting with nothing pending: only then does a new line need to wake the task
         self._task: asyncio.Task[None] | None = None
         self.messages = 0
         self.attachments = 0
@@ -77,18 +78,29 @@ class ChannelSender:
     def push_line(self, line: str) -> None:
         if self.stopped is None:
             self.batcher.push_line(line, self._clock())
-            self._wake.set()
+            if self._idle:
+                self._wake.set()
 
     def push_notice(self, text: str) -> None:
         if self.stopped is None:
             self.batcher.push_notice(text, self._clock())
-            self._wake.set()
+            if self._idle:
+                self._wake.set()
 
     async def _sleep_or_wake(self, delay: float | None) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
+        # With a send already scheduled, new lines just join it: waking per line would cost a task switch each.
+        self._idle = delay is None
         self._wake.clear()
+        if self._idle and self.batcher.due(self._clock()) is not None:
+            self._idle = False
+            return
+        try:
+            if delay is None:
+                await self._wake.wait()
+            else:
+                await asyncio.sleep(delay)
+        finally:
+            self._idle = False
 
     async def _run(self) -> None:
         try:

@@ -78,6 +78,7 @@ class ConsoleRelay:
         self._senders: dict[int, ChannelSender] = {}
         self._subs: dict[str, Subscription] = {}
         self._power: dict[str, str] = {}
+        self._target_cache: dict[str, tuple[tuple[ChannelSender, str], ...]] = {}
 
     # -- links ---------------------------------------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class ConsoleRelay:
         if channel_id in channels:
             return False
         channels[channel_id] = server_name
+        self._target_cache.clear()
         self._channel_servers.setdefault(channel_id, set()).add(server)
         sender = self._senders.get(channel_id)
         if sender is None or sender.stopped is not None:
@@ -112,6 +114,7 @@ class ConsoleRelay:
         channels = self._links.get(server, {})
         if channels.pop(channel_id, None) is None:
             return False
+        self._target_cache.clear()
         if not channels:
             self._links.pop(server, None)
             self._power.pop(server, None)
@@ -142,15 +145,18 @@ class ConsoleRelay:
 
     # -- events --------------------------------------------------------------------------------------------
 
-    def _targets(self, server: str) -> list[tuple[ChannelSender, str]]:
-        """The senders of `server`'s channels, each with the prefix its lines need there."""
-        out = []
-        for channel_id, name in self._links.get(server, {}).items():
-            sender = self._senders.get(channel_id)
-            if sender is not None:
-                shared = len(self._channel_servers.get(channel_id, ())) > 1
-                out.append((sender, f"[{name}] " if shared else ""))
-        return out
+    def _targets(self, server: str) -> tuple[tuple[ChannelSender, str], ...]:
+        """The senders of `server`'s channels, each with the prefix its lines need there (cached: hot path)."""
+        targets = self._target_cache.get(server)
+        if targets is None:
+            out = []
+            for channel_id, name in self._links.get(server, {}).items():
+                sender = self._senders.get(channel_id)
+                if sender is not None:
+                    shared = len(self._channel_servers.get(channel_id, ())) > 1
+                    out.append((sender, f"[{name}] " if shared else ""))
+            targets = self._target_cache[server] = tuple(out)
+        return targets
 
     def _on_event(self, server: str, event: WingsEvent) -> None:
         kind = event.frame.known
@@ -212,3 +218,4 @@ class ConsoleRelay:
         self._senders.clear()
         self._links.clear()
         self._channel_servers.clear()
+        self._target_cache.clear()
