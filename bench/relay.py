@@ -18,7 +18,6 @@ import json
 import logging
 import multiprocessing as mp
 import resource
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -272,7 +271,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("discord.client").setLevel(logging.ERROR)  # no voice warnings
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     results = []
     for key in args.runs:
