@@ -95,4 +95,6 @@ class Account:
 
     @classmethod
     def from_attributes(cls, attrs: dict[str, Any]) -> Account:
-        return cls(id=int(attrs["id"]), username=str(attrs.get("username", "")), admin=bool(attrs.get("admin")))
+        return cls(
+            id=int(attrs["id"]), username=str(attrs.get("username", "")), admin=bool(attrs.get("admin"))
+        )
