@@ -12,14 +12,17 @@ from bot.pterodactyl.limits import TokenBucket
 class RequestBudget:
     """Hands out request slots at `rate` per second (bursts up to `burst`), first come first served.
 
+    The defaults keep any one second at or under 45 requests (42/s plus a burst of 3), leaving Discord's
+    global 50/s room for interaction replies and the odd other call.
+
     Each channel has at most one send in flight and waits its turn in one FIFO queue, so hundreds of busy
     channels share the budget fairly: none can take a second slot before the others had theirs.
     """
 
     def __init__(
         self,
-        rate: float = 45.0,
-        burst: int = 10,
+        rate: float = 42.0,
+        burst: int = 3,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

@@ -110,10 +110,12 @@ class ChannelSender:
                 if due is None or due > now:
                     await self._sleep_or_wake(None if due is None else due - now)
                     continue
-                out = self.batcher.take(now)
+                # Wait for a request slot first and only then cut the batch, so whatever arrived while waiting
+                # for the slot (seconds, when hundreds of channels are busy) still goes in this message.
+                await self._budget.acquire()
+                out = self.batcher.take(self._clock())
                 if out is None:
                     continue
-                await self._budget.acquire()
                 attachment = (
                     (out.attachment_name or "console.txt", out.attachment) if out.attachment else None
                 )
