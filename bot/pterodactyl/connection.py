@@ -470,6 +470,9 @@ class WingsConnection:
                     NoticeKind.REFRESH_FAILED, f"Could not refresh the console token ({text}); retrying."
                 )
                 self._refresh_due = self._clock() + self.timing.refresh_retry
+            else:
+                # Signals about the old token that came in while this refresh ran are answered by it.
+                self._refresh_now.clear()
 
     async def _refresh(self, ws: ClientConnection) -> None:
         creds = await self._credentials()
