@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from bot.relay.format import ColorMode
 
+from bot.relay.format import ColorMode
 from bot.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
