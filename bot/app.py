@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -139,6 +141,30 @@ def commands_hash(tree: app_commands.CommandTree[Any]) -> str:
     payload.sort(key=lambda c: (int(c.get("type", 1)), str(c["name"])))
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- Discord endpoints --------------------------------------------------------------------------------------
+
+
+def use_discord_endpoints(api_url: str | None, gateway_url: str | None) -> None:
+    """Send discord.py's REST requests to `api_url` and open its gateway at `gateway_url` (None: unchanged).
+
+    For an HTTP proxy in front of Discord's API (e.g. nirn-proxy) or a local fake. discord.py offers no option
+    for either, so the two class attributes it reads are set; they apply to the whole process (one bot).
+    """
+    if api_url is not None:
+        discord.http.Route.BASE = api_url
+        log.info("Discord API requests go to %s (DISCORD_API_URL)", _host_only(api_url))
+    if gateway_url is not None:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+        log.info("the Discord gateway is %s (DISCORD_GATEWAY_URL)", _host_only(gateway_url))
+
+
+def _host_only(url: str) -> str:
+    # Scheme, host and port only: a URL may carry credentials, which never go to the log.
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 # -- errors --------------------------------------------------------------------------------------------------
@@ -312,6 +338,11 @@ class WingbeatBot(commands.Bot):
         return self._catalog
 
     # start-up
+
+    async def login(self, token: str) -> None:
+        # Before the first request: login() itself calls Discord (and then setup_hook).
+        use_discord_endpoints(self.settings.discord_api_url, self.settings.discord_gateway_url)
+        await super().login(token)
 
     async def setup_hook(self) -> None:
         settings = self.settings

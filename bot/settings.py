@@ -34,6 +34,9 @@ class Settings:
     console_input: bool = False
     console_color: ColorMode = ColorMode.PLAIN
     log_level: str = "INFO"
+    # Advanced: where discord.py sends REST requests and opens its gateway (None = Discord's own).
+    discord_api_url: str | None = None
+    discord_gateway_url: str | None = None
 
     @property
     def log_level_number(self) -> int:
@@ -52,6 +55,29 @@ def _http_url(name: str, raw: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise SettingsError(f"{name} must be an http(s) URL such as https://panel.example.com")
     return raw.rstrip("/")
+
+
+def _endpoint(env: Mapping[str, str], name: str, schemes: tuple[str, str], kind: str) -> str | None:
+    """An optional URL override (None when unset); only the scheme and a host are required."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number
+        port_ok = False
+    if parts.scheme not in schemes or not parts.hostname or not port_ok or parts.query or parts.fragment:
+        raise SettingsError(f"{name} must be {kind}")
+    return raw
+
+
+def _api_url(env: Mapping[str, str]) -> str | None:
+    url = _endpoint(
+        env, "DISCORD_API_URL", ("http", "https"), "an http(s) URL such as https://discord.com/api/v10"
+    )
+    # discord.py appends paths that start with "/" to this base.
+    return None if url is None else url.rstrip("/")
 
 
 def _id_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
@@ -121,4 +147,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         console_input=_bool(env, "CONSOLE_INPUT"),
         console_color=color,
         log_level=level,
+        discord_api_url=_api_url(env),
+        discord_gateway_url=_endpoint(
+            env, "DISCORD_GATEWAY_URL", ("ws", "wss"), "a ws(s) URL such as wss://gateway.discord.gg/"
+        ),
     )

@@ -25,6 +25,7 @@ def test_minimal_environment_gets_defaults() -> None:
     assert s.admin_role_ids == frozenset() and s.guild_ids == ()
     assert s.database_url == "sqlite:///data/wingbeat.sqlite3"
     assert s.console_input is False and s.console_color is ColorMode.PLAIN and s.log_level == "INFO"
+    assert s.discord_api_url is None and s.discord_gateway_url is None
 
 
 def test_every_optional_setting_is_read() -> None:
@@ -37,6 +38,8 @@ def test_every_optional_setting_is_read() -> None:
         CONSOLE_INPUT="TRUE",
         CONSOLE_COLOR="ansi",
         LOG_LEVEL="debug",
+        DISCORD_API_URL="http://nirn-proxy:8080/api/v10/",
+        DISCORD_GATEWAY_URL="wss://gateway.example.net/",
     )
     s = load_settings(env)
     assert s.admin_role_ids == {111111111111111111, 222222222222222222}
@@ -44,6 +47,14 @@ def test_every_optional_setting_is_read() -> None:
     assert s.database_url == "sqlite:////tmp/w.sqlite3"
     assert s.wings_origin == "https://panel.example.com:8443"
     assert s.console_input is True and s.console_color is ColorMode.ANSI and s.log_level == "DEBUG"
+    assert s.discord_api_url == "http://nirn-proxy:8080/api/v10"  # paths are appended after it
+    assert s.discord_gateway_url == "wss://gateway.example.net/"
+
+
+def test_settings_are_frozen() -> None:
+    s = load_settings(BASE)
+    with pytest.raises(AttributeError):
+        s.discord_api_url = "http://elsewhere"  # type: ignore[misc]
 
 
 def test_secrets_are_not_in_repr() -> None:
@@ -63,6 +74,13 @@ def test_secrets_are_not_in_repr() -> None:
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
         ("DATABASE_URL", "postgres://x", "DATABASE_URL must look like"),
         ("WINGS_ORIGIN", "nope", r"WINGS_ORIGIN must be an http\(s\) URL"),
+        ("DISCORD_API_URL", "my-proxy.lan/api/v10", r"DISCORD_API_URL must be an http\(s\) URL"),
+        ("DISCORD_API_URL", "wss://gateway.example.net", r"DISCORD_API_URL must be an http\(s\) URL"),
+        ("DISCORD_API_URL", "http://proxy:port/api/v10", r"DISCORD_API_URL must be an http\(s\) URL"),
+        ("DISCORD_API_URL", "http://proxy/api?v=10", r"DISCORD_API_URL must be an http\(s\) URL"),
+        ("DISCORD_GATEWAY_URL", "https://gateway.example.net", r"DISCORD_GATEWAY_URL must be a ws\(s\) URL"),
+        ("DISCORD_GATEWAY_URL", "ws://", r"DISCORD_GATEWAY_URL must be a ws\(s\) URL"),
+        ("DISCORD_GATEWAY_URL", "ws://gw/?v=10", r"DISCORD_GATEWAY_URL must be a ws\(s\) URL"),
         ("DISCORD_TOKEN", "", "DISCORD_TOKEN is required"),
         ("PANEL_API_KEY", "  ", "PANEL_API_KEY is required"),
     ],
@@ -102,6 +120,14 @@ def test_malformed_panel_url_exits_2_without_secrets(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "PANEL_URL" in lines[0]
     assert TOKEN not in proc.stderr and KEY not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_malformed_gateway_url_exits_2_naming_it(tmp_path: Path) -> None:
+    proc = _run_entrypoint(dict(BASE, DISCORD_GATEWAY_URL="my-gateway.lan:8080"), tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DISCORD_GATEWAY_URL" in lines[0]
+    assert "my-gateway.lan" not in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_dotenv_file_is_loaded_without_overriding_the_environment(tmp_path: Path) -> None:
