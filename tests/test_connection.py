@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from bot.pterodactyl.events import ConnectionState, Notice, NoticeKind, PowerOut
 from bot.pterodactyl.manager import ConnectionManager, QueueSubscriber
 from bot.pterodactyl.protocol import PowerAction, PowerState
 from tests.fakes.emulator import Emulator, FakeServer
+from tests.waiting import wait_until
 
 FAST = Timing(
     auth_timeout=2.0,
@@ -64,14 +64,6 @@ class Sink:
 
     def kinds(self) -> list[NoticeKind]:
         return [n.kind for n in self.notices]
-
-
-async def wait_until(pred: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def auths(srv: FakeServer) -> int:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import discord
 import pytest
@@ -21,6 +19,7 @@ from bot.relay.format import ColorMode
 from bot.relay.service import ConsoleRelay
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.fakes.fake_discord import FakeDiscord, PostedMessage
+from tests.waiting import wait_until
 
 GUILD, CHANNEL, OTHER = 100, 200, 201
 TIMING = Timing(backoff_min=0.05, backoff_max=0.3, lost_grace=0.5, gap_first_line=0.3, gap_quiet=0.15)
@@ -88,14 +87,6 @@ def posted_lines(messages: list[PostedMessage]) -> list[str]:
     return lines
 
 
-async def wait_until(pred: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 async def linked(r: Rig, channel: int = CHANNEL) -> None:
     await r.relay.link(r.srv.identifier, channel, server_name=r.srv.name)
     await r.manager.connection(r.srv.identifier).wait_ready(3)
@@ -111,7 +102,7 @@ async def test_every_line_once_in_order_without_429_or_mentions() -> None:
                 sent.append(line)
                 r.srv.emit_console(line)
             await asyncio.sleep(0.3)
-        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent))
+        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent), 10)
         messages = r.fake.messages(CHANNEL)
         assert posted_lines(messages) == sent
         assert r.fake.count_429 == 0
@@ -129,7 +120,7 @@ async def test_flood_overflows_into_an_attachment_with_nothing_lost() -> None:
             for line in sent[start : start + 1000]:
                 r.srv.emit_console(line)
             await asyncio.sleep(0.15)
-        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent))
+        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent), 10)
         messages = r.fake.messages(CHANNEL)
         assert posted_lines(messages) == sent
         with_file = [m for m in messages if m.attachments]
@@ -188,7 +179,7 @@ async def test_server_errors_are_retried_without_losing_the_batch() -> None:
         sent = [f"line {i}" for i in range(20)]
         for line in sent:
             r.srv.emit_console(line)
-        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent))
+        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent), 10)
         assert posted_lines(r.fake.messages(CHANNEL)) == sent
         sender = r.relay.senders()[0]
         assert sender.failures == 2 and sender.last_error is None
