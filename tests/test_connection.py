@@ -473,3 +473,17 @@ async def test_manager_dedupes_notices() -> None:
     now[0] = 181.0
     assert flt.allow(n)
     assert flt.allow(Notice("other", NoticeKind.JWT_ERROR, "x", "jwt:expired"))
+
+
+async def test_oversized_and_malformed_frames_are_skipped_not_fatal(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.emit("console output", "x" * (64 * 1024))  # Wings' longest line: delivered
+    srv.emit("console output", "y" * (2 * 1024 * 1024))  # far beyond any Wings line: skipped
+    srv.emit("no such event", "whatever")  # unknown: ignored
+    srv.emit_console("still here")
+    await wait_until(lambda: "still here" in sink.console())
+    assert sink.console() == ["x" * (64 * 1024), "still here"]
+    assert conn.skipped_frames == 1 and conn.reconnects == 0

@@ -353,7 +353,9 @@ class WingsConnection:
                 ping_interval=self.timing.ping_interval,
                 ping_timeout=self.timing.ping_timeout,
                 close_timeout=2,
-                max_size=MAX_INBOUND_FRAME,
+                # Frames over MAX_INBOUND_FRAME are read, logged and skipped (SPEC §10); only a frame so large
+                # that reading it endangers memory closes the socket (websockets' own limit).
+                max_size=16 * MAX_INBOUND_FRAME,
                 max_queue=64,
                 compression=None,
                 user_agent_header="Wingbeat",
