@@ -487,3 +487,18 @@ async def test_oversized_and_malformed_frames_are_skipped_not_fatal(panel_emu, c
     await wait_until(lambda: "still here" in sink.console())
     assert sink.console() == ["x" * (64 * 1024), "still here"]
     assert conn.skipped_frames == 1 and conn.reconnects == 0
+
+
+async def test_losing_the_websocket_permission_mid_session_stops_with_the_reason(
+    panel_emu, conn_factory
+) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Sub", state="running", permissions=["websocket.connect", "control.console"])
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.permissions = ["control.console"]  # the panel owner takes websocket.connect away...
+    emu.revoke(srv)  # ...which denylists the old token on Wings
+    srv.emit_console("tick")
+    await wait_until(lambda: conn.state is ConnectionState.STOPPED)
+    assert conn.stopped_reason and "websocket.connect" in conn.stopped_reason
+    assert NoticeKind.JWT_ERROR in sink.kinds()

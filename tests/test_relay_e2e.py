@@ -243,3 +243,15 @@ async def test_budget_shares_requests_fairly() -> None:
     # fairness: every channel had its first slot before any channel had its third
     first_third = min(i for i, c in enumerate(order) if order[:i].count(c) == 2)
     assert len(set(order[:first_third])) == 200
+
+
+async def test_discord_429_is_waited_out_without_losing_lines() -> None:
+    async with rig(min_interval=0.2) as r:
+        await linked(r)
+        r.fake.fail_next("POST", f"/channels/{CHANNEL}/messages", 429, retry_after=0.5)
+        sent = [f"line {i}" for i in range(10)]
+        for line in sent:
+            r.srv.emit_console(line)
+        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent))
+        assert posted_lines(r.fake.messages(CHANNEL)) == sent
+        assert r.relay.senders()[0].failures == 0  # discord.py retried after retry_after itself
