@@ -553,7 +553,7 @@ async def poke(sandbox: Sandbox, line: str, say: Callable[[str], None]) -> None:
         try:
             target = next(s for s in sandbox.emu.servers() if server in (s.identifier, s.name))
         except StopIteration:
-            say(f"no server {server!r}; try Lobby, Survival or {FRIENDS}")
+            say(f"  ! no server {server!r}; try Lobby, Survival or {FRIENDS} (Friends SMP)")
             return
         target.emit_console(text or "hello from the console")
         return
