@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
+from bot.pterodactyl.connection import WingsError
 from bot.pterodactyl.errors import PanelError
 from bot.pterodactyl.events import ConnectionState
-from bot.pterodactyl.models import Resources, Server
+from bot.pterodactyl.models import Server
 from cogs._common import defer, duration, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 STATE_ICONS = {"running": "🟢", "starting": "🟡", "stopping": "🟡", "offline": "🔴"}
 MAX_RESOURCE_LOOKUPS = 25  # /servers asks the panel for at most this many power states per call
 LOOKUP_CONCURRENCY = 4
+STATS_WAIT = 5.0  # how long /status waits for a console socket before asking the panel instead
 
 
 def size(n: float) -> str:
@@ -98,19 +101,50 @@ class ServersCog(commands.Cog):
     async def status(self, interaction: discord.Interaction, server: str) -> None:
         await defer(interaction, ephemeral=False)
         found = await resolve(self.bot, server)
-        resources = await self.bot.panel.resources(found.identifier)
-        await reply(interaction, self._status_text(found, resources), ephemeral=False)
+        try:
+            stats = await self.bot.manager.fetch_stats(found.identifier, wait=STATS_WAIT)
+        except WingsError as exc:
+            # No console socket (Wings down, or the key lacks websocket.connect): the panel's copy, up to 20 s old.
+            log.info("no Wings stats for %s (%s); asking the panel", found.identifier, exc)
+            res = await self.bot.panel.resources(found.identifier)
+            state = res.current_state + (" (suspended)" if res.is_suspended else "")
+            usage = Usage(res.cpu_absolute, res.memory_bytes, 0, res.disk_bytes, res.network_rx_bytes,
+                          res.network_tx_bytes, res.uptime_ms)  # fmt: skip
+            text = (
+                _status_text(found, state, usage) + "\n-# from the panel; the console socket is not available"
+            )
+        else:
+            state = str(stats.state or self._socket_power(found) or "unknown")
+            usage = Usage(stats.cpu_absolute, stats.memory_bytes, stats.memory_limit_bytes, stats.disk_bytes,
+                          stats.network_rx_bytes, stats.network_tx_bytes, stats.uptime_ms)  # fmt: skip
+            text = _status_text(found, state, usage)
+        await reply(interaction, text, ephemeral=False)
 
-    def _status_text(self, server: Server, res: Resources) -> str:
-        state = self._socket_power(server) or res.current_state
-        icon = STATE_ICONS.get(state, "⚪")
-        lines = [f"{icon} {label(server)}: {state}" + (" (suspended)" if res.is_suspended else "")]
-        lines.append(
-            f"CPU {res.cpu_absolute:.1f} % · Memory {size(res.memory_bytes)} · Disk {size(res.disk_bytes)}"
-        )
-        lines.append(f"Network ↓ {size(res.network_rx_bytes)} ↑ {size(res.network_tx_bytes)}")
-        lines.append(f"Uptime {duration(res.uptime_ms / 1000) if res.uptime_ms else '—'}")
-        return "\n".join(lines)
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The figures /status shows, from Wings `stats` or the panel's resources."""
+
+    cpu: float
+    memory: int
+    memory_limit: int
+    disk: int
+    rx: int
+    tx: int
+    uptime_ms: int
+
+
+def _status_text(server: Server, state: str, usage: Usage) -> str:
+    icon = STATE_ICONS.get(state.split(" ")[0], "⚪")
+    memory = size(usage.memory) + (f" / {size(usage.memory_limit)}" if usage.memory_limit else "")
+    return "\n".join(
+        [
+            f"{icon} {label(server)}: {state}",
+            f"CPU {usage.cpu:.1f} % · Memory {memory} · Disk {size(usage.disk)}",
+            f"Network ↓ {size(usage.rx)} ↑ {size(usage.tx)}",
+            f"Uptime {duration(usage.uptime_ms / 1000) if usage.uptime_ms else '—'}",
+        ]
+    )
 
 
 async def setup(bot: WingbeatBot) -> None:

@@ -68,6 +68,16 @@ async def test_status_shows_state_and_usage(rig: Rig) -> None:
     assert "Creative" in text and "running" in text
     for word in ("CPU", "Memory", "Disk", "Network", "Uptime"):
         assert word in text
+    # the figures come from Wings `stats` over the console socket (with the memory limit), not the panel
+    assert " / " in text.split("Memory", 1)[1].split("·", 1)[0]
+    assert not any(r.path.endswith("/resources") for r in rig.emu.requests)
+
+
+async def test_status_falls_back_to_the_panel_without_a_console_socket(rig: Rig) -> None:
+    rig.emu.add_server("Lobby", identifier="10b2c3d4", state="running", permissions=["control.console"])
+    await rig.bot.catalog.refresh()
+    inter = await rig.run("status", {"server": "lobby"}, user=USER)
+    assert "Lobby" in inter.text and "running" in inter.text and "from the panel" in inter.text
 
 
 async def test_autocomplete_offers_servers_by_name_with_identifier_values(rig: Rig) -> None:

@@ -49,6 +49,7 @@ from bot.pterodactyl.protocol import (
     FrameError,
     PowerAction,
     PowerState,
+    Stats,
     TokenClaims,
     TokenError,
     check_command,
@@ -178,6 +179,8 @@ class WingsConnection:
         self.connected_since: float | None = None
         self.last_console_at: float | None = None
         self.last_stats_at: float | None = None
+        self.last_stats: Stats | None = None
+        self._last_stats_mono = float("-inf")
         self.reconnects = 0
         self.refreshes = 0
         self.events = 0
@@ -524,6 +527,7 @@ class WingsConnection:
                 self.last_stats_at = self._wall()
                 with contextlib.suppress(FrameError):
                     stats = parse_stats(frame.arg)
+                    self.last_stats, self._last_stats_mono = stats, now
                     if stats.state is not None and stats.state is not self.power:
                         self.power = stats.state
             case Event.TOKEN_EXPIRING | Event.TOKEN_EXPIRED:
@@ -739,6 +743,25 @@ class WingsConnection:
                 if event.frame.known is Event.CONSOLE_OUTPUT and not event.replayed:
                     lines.append(event.frame.arg)
         return CommandResult(command, tuple(lines), window)
+
+    async def fetch_stats(self, *, max_age: float = 2.0, wait: float | None = None) -> Stats:
+        """The server's current `stats`: the last ones if fresher than `max_age` s, else asked for (`send stats`).
+
+        `wait` bounds how long to wait for a socket (default: a whole connect and auth).
+        """
+        await self.wait_ready(self.timing.auth_timeout + self.timing.open_timeout if wait is None else wait)
+        if self.last_stats is not None and self._clock() - self._last_stats_mono <= max_age:
+            return self.last_stats
+        async with self._watch() as queue:
+            await self._send(Event.SEND_STATS)
+            try:
+                async with asyncio.timeout(self.timing.logs_max):
+                    while True:
+                        event = await queue.get()
+                        if event.frame.known is Event.STATS and self.last_stats is not None:
+                            return self.last_stats
+            except TimeoutError:
+                raise WingsUnavailable("Wings did not answer with the server's stats in time.") from None
 
     async def fetch_logs(self) -> list[str]:
         """Wings' console backlog (`send logs`), gathered until the replay goes quiet."""

@@ -14,7 +14,7 @@ from typing import Protocol
 from bot.pterodactyl.client import PanelClient
 from bot.pterodactyl.connection import Timing, WingsConnection
 from bot.pterodactyl.events import CommandResult, Health, Notice, PowerResult, WingsEvent
-from bot.pterodactyl.protocol import PowerAction
+from bot.pterodactyl.protocol import PowerAction, Stats
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,10 @@ class ConnectionManager:
     async def send_command(self, server: str, command: str, *, window: float | None = None) -> CommandResult:
         async with self.use(server) as conn:
             return await conn.send_command(command, window=window)
+
+    async def fetch_stats(self, server: str, *, wait: float | None = None) -> Stats:
+        async with self.use(server) as conn:
+            return await conn.fetch_stats(wait=wait)
 
     async def fetch_logs(self, server: str) -> list[str]:
         async with self.use(server) as conn:
