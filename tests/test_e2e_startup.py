@@ -131,6 +131,12 @@ async def test_a_panel_that_is_down_does_not_stop_start_up(tmp_path: Path) -> No
             assert "Traceback" not in inter.all_text
             health_reply = await rig.run("health", user=ADMIN)
             assert "a1b2c3d4" in health_reply.text and "last error" in health_reply.text
+            # ...and the linked channel is told, once the outage outlasts the grace period
+            await fake.wait_for(
+                lambda: any("Lost the console connection" in m.content for m in fake.messages(CONSOLE)),
+                5,
+                "a lost-connection notice in the linked channel",
+            )
 
 
 async def test_close_releases_every_resource(tmp_path: Path) -> None:
