@@ -255,3 +255,17 @@ async def test_discord_429_is_waited_out_without_losing_lines() -> None:
         await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= len(sent))
         assert posted_lines(r.fake.messages(CHANNEL)) == sent
         assert r.relay.senders()[0].failures == 0  # discord.py retried after retry_after itself
+
+
+async def test_ansi_mode_keeps_discord_colours_and_closes_them() -> None:
+    async with rig(mode=ColorMode.ANSI) as r:
+        await linked(r)
+        r.srv.emit_console("\x1b[38;5;196mred alert\x1b[0m and \x1b[92mbright green")
+        r.srv.emit_console("\x1b[2Jstill green\x1b]0;title\x07")
+        await wait_until(lambda: len(r.fake.messages(CHANNEL)) >= 1)
+        await asyncio.sleep(0.3)
+        content = "".join(m.content for m in r.fake.messages(CHANNEL))
+        assert content.startswith("```ansi\n")
+        assert "\x1b[31mred alert" in content and "\x1b[32mbright green" in content
+        assert "\x1b[2J" not in content and "title" not in content and "38;5" not in content
+        assert content.rstrip("`\n").endswith("\x1b[0m")  # the colour left open is closed before the fence
