@@ -386,7 +386,8 @@ async def demo_commands(sandbox: Sandbox, s: Session) -> None:
     check("running" in inter.text, "/power start should report the server running")
     check(survival.state == "running", f"Survival should be running, it is {survival.state}")
     inter = await s.run("alice", "status", {"server": "Survival"})
-    check("running" in inter.text, "/status Survival should now say running")
+    first_line = inter.text.splitlines()[0] if inter.text else ""
+    check("running" in first_line, f"/status Survival should now say running, not {first_line!r}")
 
     inter = await s.run("alice", "command", {"server": "Survival", "command": "say hi"})
     check(("send command", ["say hi"]) in survival.received, "Wings should have received `send command`")
