@@ -114,7 +114,8 @@ class ServersCog(commands.Cog):
                 _status_text(found, state, usage) + "\n-# from the panel; the console socket is not available"
             )
         else:
-            state = str(stats.state or self._socket_power(found) or "unknown")
+            # The socket's power state follows `status` events, which are newer than any stats snapshot.
+            state = str(self._socket_power(found) or stats.state or "unknown")
             usage = Usage(stats.cpu_absolute, stats.memory_bytes, stats.memory_limit_bytes, stats.disk_bytes,
                           stats.network_rx_bytes, stats.network_tx_bytes, stats.uptime_ms)  # fmt: skip
             text = _status_text(found, state, usage)

@@ -523,6 +523,7 @@ class WingsConnection:
                 self._recent.add(frame.arg)
             case Event.STATUS:
                 self._set_power(frame.arg)
+                self._last_stats_mono = float("-inf")  # stats from before a state change are stale
             case Event.STATS:
                 self.last_stats_at = self._wall()
                 with contextlib.suppress(FrameError):
