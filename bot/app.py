@@ -13,8 +13,7 @@ import hashlib
 import json
 import logging
 import signal
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,112 +23,21 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord_access import check_interaction
-from bot.lookup import ServerLookupError
+from bot.catalog import ServerCatalog
 from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.connection import Timing, WingsError
-from bot.pterodactyl.errors import PanelError
+from bot.pterodactyl.connection import Timing
 from bot.pterodactyl.manager import ConnectionManager
 from bot.pterodactyl.models import Server
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.settings import Settings
 from bot.store import Link, Store, StoreError
+from bot.tree import WingbeatTree
 
 log = logging.getLogger(__name__)
 
 INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.servers", "cogs.control", "cogs.console", "cogs.health")
 SYNC_META_PREFIX = "commands.synced:"
-# Qualified command name -> audit action, for the commands whose every attempt is audited (SPEC §5).
-AUDITED_COMMANDS: Mapping[str, str] = {
-    "power": "power",
-    "command": "command",
-    "console link": "link",
-    "console unlink": "unlink",
-}
-UNEXPECTED_ERROR = "Something went wrong inside Wingbeat; the error was logged for the bot's operator."
-
-
-class Refusal(Exception):
-    """A request the bot declines for a reason the user can act on; `str()` is that one sentence."""
-
-
-# -- server list cache ---------------------------------------------------------------------------------------
-
-
-class ServerCatalog:
-    """The panel's server list, cached for autocomplete and name lookups and refreshed in the background."""
-
-    def __init__(
-        self, panel: PanelClient, *, refresh_every: float = 60.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._panel = panel
-        self._refresh_every = refresh_every
-        self._clock = clock
-        self._servers: tuple[Server, ...] = ()
-        self._fetched_at: float | None = None
-        self._inflight: asyncio.Task[tuple[Server, ...]] | None = None
-        self._loop_task: asyncio.Task[None] | None = None
-        self.last_error: str | None = None
-
-    @property
-    def servers(self) -> tuple[Server, ...]:
-        """What the last successful refresh saw (possibly nothing yet)."""
-        return self._servers
-
-    def age(self) -> float | None:
-        return None if self._fetched_at is None else self._clock() - self._fetched_at
-
-    async def refresh(self) -> tuple[Server, ...]:
-        """Fetch the list now; concurrent callers share one request. Raises PanelError."""
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._fetch(), name="catalog-refresh")
-            # Retrieved here too, so a refresh whose callers all went away never warns "never retrieved".
-            self._inflight.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return await asyncio.shield(self._inflight)
-
-    async def _fetch(self) -> tuple[Server, ...]:
-        servers = tuple(await self._panel.list_servers())
-        self._servers = servers
-        self._fetched_at = self._clock()
-        self.last_error = None
-        return servers
-
-    async def get(self, max_age: float) -> tuple[Server, ...]:
-        """The list, refreshed first when it is older than `max_age` seconds (or was never fetched)."""
-        age = self.age()
-        if age is None or age > max_age:
-            return await self.refresh()
-        return self._servers
-
-    async def cached(self, wait: float) -> tuple[Server, ...]:
-        """The cached list at once; when there is none yet, wait up to `wait` s for a refresh."""
-        if self._fetched_at is None:
-            with contextlib.suppress(PanelError, TimeoutError):
-                async with asyncio.timeout(wait):
-                    return await self.refresh()
-        return self._servers
-
-    def start(self) -> None:
-        if self._loop_task is None:
-            self._loop_task = asyncio.create_task(self._loop(), name="catalog-loop")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.refresh()
-            except PanelError as exc:
-                if self.last_error != str(exc):  # say it once, not every minute
-                    log.warning("cannot list the panel's servers: %s", exc)
-                self.last_error = str(exc)
-            await asyncio.sleep(self._refresh_every)
-
-    async def close(self) -> None:
-        tasks = [t for t in (self._loop_task, self._inflight) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = self._inflight = None
 
 
 # -- command sync --------------------------------------------------------------------------------------------
@@ -165,92 +73,6 @@ def _host_only(url: str) -> str:
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port is not None else ""
     return f"{parts.scheme}://{parts.hostname}{port}"
-
-
-# -- errors --------------------------------------------------------------------------------------------------
-
-
-def user_error_text(error: BaseException) -> str | None:
-    """The sentence to show for an expected error, or None when it is a bug to log."""
-    if isinstance(error, app_commands.CommandInvokeError):
-        error = error.original
-    if isinstance(error, (PanelError, WingsError, Refusal)):
-        return str(error)
-    if isinstance(error, ServerLookupError):
-        return error.message
-    if isinstance(error, app_commands.NoPrivateMessage):
-        return "Wingbeat's commands work in servers only, not in direct messages."
-    if isinstance(error, app_commands.TransformerError):
-        return f"That value is not usable here: {error.value!r}."
-    if isinstance(error, app_commands.CheckFailure):
-        return str(error) or "You may not use this command here."
-    return None
-
-
-async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
-    """Answer with `text` that only the user sees, whatever state the interaction is in."""
-    if not interaction.response.is_done():
-        await interaction.response.send_message(text, ephemeral=True)
-        return
-    if interaction.extras.get("public_defer") and not interaction.extras.get("answered"):
-        # The first followup after a public deferral would replace the public "thinking" message and so
-        # become public itself: remove that message first so the error stays private.
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.delete_original_response()
-    interaction.extras["answered"] = True
-    await interaction.followup.send(text, ephemeral=True)
-
-
-def _option_text(options: Sequence[Mapping[str, Any]]) -> str:
-    parts: list[str] = []
-    for option in options:
-        if "options" in option:  # a subcommand (group): its own options follow
-            parts.append(_option_text(option["options"]))
-        elif "value" in option:
-            parts.append(f"{option['name']}={option['value']}")
-    return " ".join(p for p in parts if p)
-
-
-class WingbeatTree(app_commands.CommandTree["WingbeatBot"]):
-    """Runs the one access check on every invocation and turns expected errors into one private sentence."""
-
-    async def interaction_check(self, interaction: discord.Interaction[WingbeatBot], /) -> bool:
-        if interaction.type is discord.InteractionType.autocomplete:
-            return interaction.guild_id is not None
-        command = interaction.command
-        name = command.qualified_name if command is not None else ""
-        verdict = check_interaction(interaction, name, self.client.settings.admin_role_ids)
-        if verdict.allowed:
-            return True
-        # Answered before anything else (no defer), so the refusal is never public.
-        await interaction.response.send_message(verdict.reason, ephemeral=True)
-        log.info("refused /%s for user %d in guild %s", name, interaction.user.id, interaction.guild_id)
-        action = AUDITED_COMMANDS.get(name)
-        if action is not None and interaction.guild_id is not None:
-            data: Mapping[str, Any] = interaction.data or {}
-            await self.client.audit(
-                guild_id=interaction.guild_id,
-                user_id=interaction.user.id,
-                server=None,
-                action=action,
-                arguments=_option_text(data.get("options") or []),
-                outcome=f"refused: {verdict.reason}",
-            )
-        return False
-
-    async def on_error(
-        self, interaction: discord.Interaction[WingbeatBot], error: app_commands.AppCommandError, /
-    ) -> None:
-        text = user_error_text(error)
-        if text is None:
-            original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-            name = interaction.command.qualified_name if interaction.command else "?"
-            log.error("unexpected error in /%s", name, exc_info=original)
-            text = UNEXPECTED_ERROR
-        try:
-            await send_ephemeral(interaction, text)
-        except discord.HTTPException as exc:
-            log.warning("could not tell the user about an error: %s", exc)
 
 
 # -- the bot -------------------------------------------------------------------------------------------------

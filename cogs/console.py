@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import Refusal, WingbeatBot
+from bot.app import WingbeatBot
 from bot.discord_access import message_author_is_admin
 from bot.lookup import ServerLookupError, resolve_server
 from bot.pterodactyl.connection import ActionRefused, WingsError
@@ -17,6 +17,7 @@ from bot.pterodactyl.errors import PanelError
 from bot.pterodactyl.models import Server
 from bot.relay.service import LinkHealth
 from bot.store import Link
+from bot.tree import Refusal
 from cogs._common import ago, audited, defer, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.app import Refusal, WingbeatBot
+from bot.app import WingbeatBot
 from bot.pterodactyl.events import CommandResult, PowerOutcome, PowerResult
 from bot.pterodactyl.protocol import PowerAction
+from bot.tree import Refusal
 from cogs._common import (
     audited,
     console_block,
