@@ -145,25 +145,20 @@ async def audited(
     outcome: Callable[[T], str],
 ) -> T:
     """Run an admin action and write who, when, which server, what and the outcome to the audit log."""
-    bot = app_of(interaction)
+    text = "cancelled"
     try:
         result = await work
+        text = outcome(result)
+        return result
     except Exception as exc:
-        await bot.audit(
+        text = f"failed: {exc}"
+        raise
+    finally:
+        await app_of(interaction).audit(
             guild_id=interaction.guild_id,
             user_id=interaction.user.id,
             server=server.identifier,
             action=action,
             arguments=arguments,
-            outcome=f"failed: {exc}",
+            outcome=text,
         )
-        raise
-    await bot.audit(
-        guild_id=interaction.guild_id,
-        user_id=interaction.user.id,
-        server=server.identifier,
-        action=action,
-        arguments=arguments,
-        outcome=outcome(result),
-    )
-    return result
