@@ -502,3 +502,15 @@ async def test_losing_the_websocket_permission_mid_session_stops_with_the_reason
     await wait_until(lambda: conn.state is ConnectionState.STOPPED)
     assert conn.stopped_reason and "websocket.connect" in conn.stopped_reason
     assert NoticeKind.JWT_ERROR in sink.kinds()
+
+
+async def test_a_server_gone_from_the_panel_is_reported_once(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Ghost", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    emu.servers_by_uuid.pop(srv.uuid)  # deleted while the bot was away: the panel now answers 404
+    await emu.drop_sockets(srv)
+    await wait_until(lambda: conn.state is ConnectionState.STOPPED)
+    [stopped] = [n for n in sink.notices if n.kind is NoticeKind.STOPPED]
+    assert "does not know this server" in stopped.text

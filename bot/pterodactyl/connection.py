@@ -333,13 +333,19 @@ class WingsConnection:
             reason = self.last_error or "unknown reason"
             self._notify(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying.")
 
+    def _stopping(self, reason: str) -> _Stop:
+        """A stop found outside the socket (panel refusal, Origin): tell the linked channels, since no frame did."""
+        self._notify(
+            NoticeKind.STOPPED,
+            f"The console connection stopped: {reason} It resumes when someone acts on it again.",
+        )
+        return _Stop(reason)
+
     async def _credentials(self) -> WebsocketCredentials:
         try:
             return await self._panel.websocket_credentials(self.server)
-        except PanelNotFound as exc:
-            raise _Stop(str(exc)) from None
-        except (PanelForbidden, PanelAuthError) as exc:
-            raise _Stop(str(exc)) from None
+        except (PanelNotFound, PanelForbidden, PanelAuthError) as exc:
+            raise self._stopping(str(exc)) from None
         except PanelConflict as exc:
             self._notify(NoticeKind.STOPPED, str(exc), key=f"conflict:{exc.kind}")
             raise
@@ -367,7 +373,7 @@ class WingsConnection:
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status == 403:
-                raise _Stop(
+                raise self._stopping(
                     "Wings refused the Origin header; set WINGS_ORIGIN to the panel URL configured in Wings (remote:)."
                 ) from None
             raise _Reconnect(f"Wings answered HTTP {status} to the socket upgrade") from None
