@@ -26,7 +26,7 @@ FAST = Timing(
     backoff_min=0.05,
     backoff_max=0.4,
     healthy_after=5.0,
-    lost_grace=0.6,
+    lost_grace=1.0,
     refresh_retry=0.3,
     min_refresh_gap=0.5,
     gap_first_line=0.4,
@@ -255,7 +255,8 @@ async def test_long_outage_is_reported_once_and_its_end_too(panel_emu, conn_fact
     srv = emu.add_server("Survival", state="running")
     conn, sink = conn_factory(srv)
     await conn.wait_ready(3)
-    emu.fail_next("GET", "/websocket", 504, times=8)
+    # each failure answers after 0.2 s, so the outage (>= 1.6 s) surely outlasts the 1 s grace period
+    emu.fail_next("GET", "/websocket", 504, times=8, delay=0.2)
     await emu.drop_sockets(srv)
     await wait_until(lambda: NoticeKind.CONNECTION_RESTORED in sink.kinds(), 8)
     assert sink.kinds().count(NoticeKind.CONNECTION_LOST) == 1
