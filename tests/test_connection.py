@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -108,6 +109,21 @@ async def conn_factory(
         await conn.close()
 
 
+@contextlib.asynccontextmanager
+async def own_connection(
+    emulator: dict[str, Any], *, timing: Timing = FAST, **server: Any
+) -> AsyncIterator[tuple[Emulator, FakeServer, WingsConnection, Sink]]:
+    """A running server "Survival" on its own emulator, and one connection to it (not yet started)."""
+    async with Emulator(**emulator) as emu, PanelClient(emu.panel_url, emu.api_key) as panel:
+        srv = emu.add_server("Survival", **{"state": "running", **server})
+        sink = Sink()
+        conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=timing)
+        try:
+            yield emu, srv, conn, sink
+        finally:
+            await conn.close()
+
+
 async def test_first_auth_sends_nothing_before_auth_success(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")
@@ -135,34 +151,26 @@ async def test_origin_header_is_the_panel_url_and_wrong_origin_stops(panel_emu, 
 
 
 async def test_proactive_refresh_keeps_socket_and_every_line(profile: str) -> None:
-    async with Emulator(
-        profile=profile, token_lifetime=3, expiry_tick=0.5, expiry_window=1, inbound_limits=FAST_WINGS_LIMITS
-    ) as emu:
-        srv = emu.add_server("Survival", state="running")
-        async with PanelClient(emu.panel_url, emu.api_key) as panel:
-            sink = Sink()
-            conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST)
-            try:
-                await conn.wait_ready(3)
-                sent = []
-                for i in range(120):  # 6 s of console: two refresh rounds of a 3 s token
-                    line = f"line {i}"
-                    sent.append(line)
-                    srv.emit_console(line)
-                    await asyncio.sleep(0.05)
-                with contextlib.suppress(AssertionError):
-                    await wait_until(lambda: len(sink.console()) >= len(sent), 3)
-                assert sink.console() == sent, (
-                    sink.notices,
-                    conn.refreshes,
-                    conn.reconnects,
-                    conn.last_error,
-                )
-                assert conn.refreshes >= 2 and conn.reconnects == 0
-                assert auths(srv) == conn.refreshes + 1 and len(emu.sockets(srv)) == 1
-                assert not any(n.kind is NoticeKind.JWT_ERROR for n in sink.notices)
-            finally:
-                await conn.close()
+    emulator = {"profile": profile, "token_lifetime": 3, "expiry_tick": 0.5, "expiry_window": 1}
+    async with own_connection(dict(emulator, inbound_limits=FAST_WINGS_LIMITS)) as (emu, srv, conn, sink):
+        await conn.wait_ready(3)
+        sent = []
+        for i in range(120):  # 6 s of console: two refresh rounds of a 3 s token
+            line = f"line {i}"
+            sent.append(line)
+            srv.emit_console(line)
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(AssertionError):
+            await wait_until(lambda: len(sink.console()) >= len(sent), 3)
+        assert sink.console() == sent, (
+            sink.notices,
+            conn.refreshes,
+            conn.reconnects,
+            conn.last_error,
+        )
+        assert conn.refreshes >= 2 and conn.reconnects == 0
+        assert auths(srv) == conn.refreshes + 1 and len(emu.sockets(srv)) == 1
+        assert not any(n.kind is NoticeKind.JWT_ERROR for n in sink.notices)
 
 
 async def test_refresh_on_token_expiring(panel_emu, conn_factory) -> None:
@@ -177,23 +185,12 @@ async def test_refresh_on_token_expiring(panel_emu, conn_factory) -> None:
 
 async def test_short_tokens_do_not_storm(profile: str) -> None:
     """20 s tokens refresh at 15 s; with expiring notices every tick, still one refresh per min gap."""
-    async with Emulator(
-        profile=profile,
-        token_lifetime=20,
-        expiry_tick=0.1,
-        expiry_window=25,
-        inbound_limits=FAST_WINGS_LIMITS,
-    ) as emu:
-        srv = emu.add_server("Survival", state="running")
-        async with PanelClient(emu.panel_url, emu.api_key) as panel:
-            conn = WingsConnection(panel, srv.identifier, Sink(), origin=emu.panel_url, timing=FAST)
-            try:
-                await conn.wait_ready(3)
-                await asyncio.sleep(1.6)
-                # expiring arrives every 0.1 s; refreshes are held to one per min_refresh_gap (0.5 s)
-                assert 1 <= conn.refreshes <= 4
-            finally:
-                await conn.close()
+    emulator = {"profile": profile, "token_lifetime": 20, "expiry_tick": 0.1, "expiry_window": 25}
+    async with own_connection(dict(emulator, inbound_limits=FAST_WINGS_LIMITS)) as (_emu, _srv, conn, _sink):
+        await conn.wait_ready(3)
+        await asyncio.sleep(1.6)
+        # expiring arrives every 0.1 s; refreshes are held to one per min_refresh_gap (0.5 s)
+        assert 1 <= conn.refreshes <= 4
 
 
 async def test_recovers_from_jwt_error_flood_and_fills_the_gap(panel_emu, conn_factory) -> None:
@@ -311,21 +308,14 @@ async def test_missing_connect_permission_stops(panel_emu, conn_factory) -> None
 
 
 async def test_4409_suspended_stops_without_retrying() -> None:
-    async with Emulator(profile="hardened") as emu:
-        srv = emu.add_server("Survival", state="running", suspended=True)
+    async with own_connection({"profile": "hardened"}, suspended=True) as (emu, srv, conn, sink):
         srv.panel_lag = True  # a panel behind its node still hands out a token; Wings then closes with 4409
-        async with PanelClient(emu.panel_url, emu.api_key) as panel:
-            sink = Sink()
-            conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST)
-            try:
-                with pytest.raises(Exception, match="suspended"):
-                    await conn.wait_ready(3)
-                assert conn.state is ConnectionState.STOPPED and NoticeKind.SUSPENDED in sink.kinds()
-                seen = len(emu.requests)
-                await asyncio.sleep(0.6)
-                assert len(emu.requests) == seen
-            finally:
-                await conn.close()
+        with pytest.raises(Exception, match="suspended"):
+            await conn.wait_ready(3)
+        assert conn.state is ConnectionState.STOPPED and NoticeKind.SUSPENDED in sink.kinds()
+        seen = len(emu.requests)
+        await asyncio.sleep(0.6)
+        assert len(emu.requests) == seen
 
 
 async def test_power_start_reports_transitions(panel_emu, conn_factory) -> None:
@@ -421,23 +411,16 @@ async def test_fetch_logs_returns_the_backlog(panel_emu, conn_factory) -> None:
 
 
 async def test_hardened_throttled_is_reported_and_commands_are_paced() -> None:
-    async with Emulator(profile="hardened") as emu:
-        srv = emu.add_server("Survival", state="running")
-        async with PanelClient(emu.panel_url, emu.api_key) as panel:
-            sink = Sink()
-            real_pacing = dataclasses.replace(FAST, outbound_scale=1.0)
-            conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=real_pacing)
-            try:
-                await conn.wait_ready(3)
-                await wait_until(lambda: conn.power is PowerState.RUNNING)
-                # 12 commands at once: our pacing keeps them inside Wings' buckets, so none is throttled
-                await asyncio.gather(*(conn.send_command(f"say {i}", window=0.05) for i in range(12)))
-                assert sum(1 for e, _ in srv.received if e == "send command") == 12
-                assert NoticeKind.THROTTLED not in sink.kinds()
-                srv.emit("throttled", "send logs")  # what Wings says when a bucket overflows anyway
-                await wait_until(lambda: NoticeKind.THROTTLED in sink.kinds(), 2)
-            finally:
-                await conn.close()
+    real_pacing = dataclasses.replace(FAST, outbound_scale=1.0)
+    async with own_connection({"profile": "hardened"}, timing=real_pacing) as (_emu, srv, conn, sink):
+        await conn.wait_ready(3)
+        await wait_until(lambda: conn.power is PowerState.RUNNING)
+        # 12 commands at once: our pacing keeps them inside Wings' buckets, so none is throttled
+        await asyncio.gather(*(conn.send_command(f"say {i}", window=0.05) for i in range(12)))
+        assert sum(1 for e, _ in srv.received if e == "send command") == 12
+        assert NoticeKind.THROTTLED not in sink.kinds()
+        srv.emit("throttled", "send logs")  # what Wings says when a bucket overflows anyway
+        await wait_until(lambda: NoticeKind.THROTTLED in sink.kinds(), 2)
 
 
 async def test_manager_shares_one_connection_and_closes_when_idle(panel_emu) -> None:
