@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.pterodactyl.events import Notice, WingsEvent
+from bot.pterodactyl.events import Notice, NoticeKind, WingsEvent
 from bot.pterodactyl.manager import ConnectionManager, Subscription
 from bot.pterodactyl.protocol import Event
 from bot.relay.budget import RequestBudget
@@ -178,8 +178,9 @@ class ConsoleRelay:
                 sender.push_notice(prefix + text)
 
     def _on_notice(self, server: str, notice: Notice) -> None:
+        icon = "✅" if notice.kind is NoticeKind.CONNECTION_RESTORED else "⚠️"
         for sender, prefix in self._targets(server):
-            sender.push_notice(f"{prefix}⚠️ {notice.text}")
+            sender.push_notice(f"{prefix}{icon} {notice.text}")
 
     # -- health and shutdown -------------------------------------------------------------------------------
 
