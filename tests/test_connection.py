@@ -498,3 +498,16 @@ async def test_a_server_gone_from_the_panel_is_reported_once(panel_emu, conn_fac
     await wait_until(lambda: conn.state is ConnectionState.STOPPED)
     [stopped] = [n for n in sink.notices if n.kind is NoticeKind.STOPPED]
     assert "does not know this server" in stopped.text
+
+
+async def test_deleted_after_a_finished_transfer_follows_the_server(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.emit("transfer status", "completed")
+    srv.emit("deleted", "null")  # the old node drops its copy; the panel now points at the new node
+    await wait_until(lambda: conn.reconnects == 1 and conn.state is ConnectionState.CONNECTED)
+    assert NoticeKind.DELETED not in sink.kinds()
+    srv.emit_console("hello from the new node")
+    await wait_until(lambda: "hello from the new node" in sink.console())

@@ -73,6 +73,10 @@ from bot.pterodactyl.protocol import (
 log = logging.getLogger(__name__)
 
 
+# `transfer status` values after which the source node deletes its copy of the server (reference §3.1).
+_TRANSFER_ENDED = frozenset({"completed", "success"})
+
+
 class WingsError(Exception):
     """A console action could not be done; the message is one sentence for the user."""
 
@@ -168,6 +172,7 @@ class WingsConnection:
         self._last_refresh_ok = float("-inf")
         self._lossy = False  # jwt errors may have replaced events since the last good token
         self._pending_stop: str | None = None  # set by a frame that means "never retry"; acted on at close
+        self._transfer_ended = False  # a `deleted` right after a transfer means "moved", not "gone"
         # gap fill
         self._capture: list[str] | None = None
         self._capture_last = 0.0
@@ -551,12 +556,19 @@ class WingsConnection:
                 )
                 if during_auth and self._claims is None:
                     self._stop_soon(text)
+            case Event.DELETED if self._transfer_ended:
+                # A finished transfer deletes the server from its old node: follow it to the new one.
+                self._transfer_ended = False
+                if self._ws is not None:
+                    self._spawn(self._ws.close(), "close")
             case Event.DELETED:
                 self._notify(
                     NoticeKind.DELETED,
                     "The server was deleted from its node; its console is no longer mirrored.",
                 )
                 self._stop_soon("the server was deleted")
+            case Event.TRANSFER_STATUS:
+                self._transfer_ended = frame.arg in _TRANSFER_ENDED
             case Event.THROTTLED:
                 self._notify(
                     NoticeKind.THROTTLED,
