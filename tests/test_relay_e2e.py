@@ -269,3 +269,18 @@ async def test_ansi_mode_keeps_discord_colours_and_closes_them() -> None:
         assert "\x1b[31mred alert" in content and "\x1b[32mbright green" in content
         assert "\x1b[2J" not in content and "title" not in content and "38;5" not in content
         assert content.rstrip("`\n").endswith("\x1b[0m")  # the colour left open is closed before the fence
+
+
+async def test_a_message_discord_refuses_is_skipped_and_said_not_retried_forever() -> None:
+    async with rig(min_interval=0.2) as r:
+        await linked(r)
+        r.fake.fail_next("POST", f"/channels/{CHANNEL}/messages", 400)
+        r.srv.emit_console("refused line")
+        await wait_until(
+            lambda: any("Discord refused a message" in m.content for m in r.fake.messages(CHANNEL))
+        )
+        r.srv.emit_console("next line")
+        await wait_until(lambda: "next line" in posted_lines(r.fake.messages(CHANNEL)))
+        sender = r.relay.senders()[0]
+        assert sender.lines_rejected == 1 and sender.stopped is None
+        assert "refused line" not in posted_lines(r.fake.messages(CHANNEL))

@@ -7,7 +7,7 @@ import io
 import aiohttp
 import discord
 
-from bot.relay.sender import ChannelGone, PostFailed
+from bot.relay.sender import ChannelGone, PostFailed, PostRejected
 
 
 class DiscordPoster:
@@ -32,6 +32,8 @@ class DiscordPoster:
         except discord.NotFound as exc:
             raise ChannelGone(f"the channel no longer exists (code {exc.code})") from None
         except discord.HTTPException as exc:
+            if 400 <= exc.status < 500 and exc.status != 429:
+                raise PostRejected(f"HTTP {exc.status}, code {exc.code}") from None
             raise PostFailed(f"Discord answered HTTP {exc.status}") from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise PostFailed(f"could not reach Discord ({type(exc).__name__})") from None

@@ -24,6 +24,10 @@ class PostFailed(Exception):
     """A send that may work later (5xx, network trouble, rate limit beyond discord.py's retries)."""
 
 
+class PostRejected(Exception):
+    """Discord refused this message itself (a 4xx such as 400 or 413): sending it again cannot work."""
+
+
 class Poster(Protocol):
     """Posts one message to a channel. Raises `ChannelGone` or `PostFailed`."""
 
@@ -60,6 +64,7 @@ class ChannelSender:
         self.attachments = 0
         self.lines_posted = 0
         self.failures = 0
+        self.lines_rejected = 0
         self.last_post_at: float | None = None
         self.last_error: str | None = None
         self.stopped: str | None = None
@@ -127,6 +132,18 @@ class ChannelSender:
                     return
                 except PostFailed as exc:
                     self._failed(str(exc))
+                    continue
+                except PostRejected as exc:
+                    # Retrying the same message would block the channel for good: skip it, and say so.
+                    self.batcher.done(True, self._clock())
+                    self.lines_rejected += out.line_count
+                    self.last_error = str(exc)
+                    log.error(
+                        "Discord refused a message for channel %d (%s); skipped it", self.channel_id, exc
+                    )
+                    self.push_notice(
+                        f"Discord refused a message ({exc}); its {out.line_count} console lines were skipped."
+                    )
                     continue
                 self.batcher.done(True, self._clock())
                 self.messages += 1
