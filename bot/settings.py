@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bot.relay.format import ColorMode
+from bot.store import database_path
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -106,8 +107,11 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 def _database_url(env: Mapping[str, str]) -> str:
     raw = env.get("DATABASE_URL", "").strip() or "sqlite:///data/wingbeat.sqlite3"
-    if not raw.startswith("sqlite:///") or raw == "sqlite:///":
-        raise SettingsError("DATABASE_URL must look like sqlite:///path/to/file.sqlite3")
+    try:
+        database_path(raw)  # the store's own reading of the URL, so both agree on what is valid
+    except ValueError as exc:
+        # The store's reason never quotes the value, so nothing configured is echoed.
+        raise SettingsError(f"DATABASE_URL is not usable: {exc}") from None
     return raw
 
 

@@ -34,19 +34,19 @@ def database_path(url: str) -> str:
     text = url.strip()
     if not text.lower().startswith(_SCHEME):
         raise ValueError(
-            f"expected a URL like sqlite:///data/wingbeat.sqlite3 (relative) or "
-            f"sqlite:////var/lib/wingbeat.sqlite3 (absolute), got {text!r}"
+            "expected a URL like sqlite:///data/wingbeat.sqlite3 (relative) or "
+            "sqlite:////var/lib/wingbeat.sqlite3 (absolute)"
         )
     path = text[len(_SCHEME) :]
     if not path:
         raise ValueError("the sqlite URL names no database file, e.g. sqlite:///data/wingbeat.sqlite3")
     if "?" in path or "#" in path:
         # SQLAlchemy-style options would otherwise silently become part of the file name.
-        raise ValueError(f"query options are not supported in a sqlite URL: {text!r}")
+        raise ValueError("query options are not supported in a sqlite URL")
     if path == MEMORY:
         return MEMORY
     if path.endswith("/"):
-        raise ValueError(f"the sqlite URL names a folder, not a database file: {text!r}")
+        raise ValueError("the sqlite URL names a folder, not a database file")
     return path
 
 
