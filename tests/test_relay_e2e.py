@@ -284,3 +284,11 @@ async def test_a_message_discord_refuses_is_skipped_and_said_not_retried_forever
         sender = r.relay.senders()[0]
         assert sender.lines_rejected == 1 and sender.stopped is None
         assert "refused line" not in posted_lines(r.fake.messages(CHANNEL))
+
+
+async def test_a_line_break_inside_one_frame_becomes_two_lines() -> None:
+    async with rig(min_interval=0.2) as r:
+        await linked(r)
+        r.srv.emit("console output", "Loading\r\nDone (3.2s)!")  # Wings' " \r" -> "\r\n" rewrite
+        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= 2)
+        assert posted_lines(r.fake.messages(CHANNEL)) == ["Loading", "Done (3.2s)!"]

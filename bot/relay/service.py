@@ -161,9 +161,12 @@ class ConsoleRelay:
     def _on_event(self, server: str, event: WingsEvent) -> None:
         kind = event.frame.known
         if kind in MIRRORED:
-            line = event.frame.arg
+            raw = event.frame.arg
+            # Wings turns " \r" inside a line into "\r\n" (reference §3.3): those are separate lines.
+            lines = [part.rstrip("\r") for part in raw.split("\n")] if "\n" in raw else (raw,)
             for sender, prefix in self._targets(server):
-                sender.push_line(prefix + line if prefix else line)
+                for line in lines:
+                    sender.push_line(prefix + line if prefix else line)
             return
         if kind is Event.STATUS:
             state = event.frame.arg
