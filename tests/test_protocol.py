@@ -34,7 +34,6 @@ from bot.pterodactyl.protocol import (
     explain_daemon_error,
     explain_jwt_error,
     has_permission,
-    is_fresh_token,
     jwt_cause_refreshable,
     jwt_cause_terminal,
     parse_backup_completed,
@@ -404,14 +403,6 @@ def test_refresh_ignores_exp_against_local_clock() -> None:
 def test_refresh_is_monotonic_in_lifetime() -> None:
     times = [refresh_at(claims_of(life), 0.0) for life in range(1, 3600)]
     assert times == sorted(times)
-
-
-def test_fresh_token_window() -> None:
-    claims = claims_of(600)
-    assert is_fresh_token(claims, received_at=100.0, now=101.0)
-    assert not is_fresh_token(claims, received_at=100.0, now=200.0)
-    assert not is_fresh_token(claims, received_at=100.0, now=700.0)
-    assert not is_fresh_token(claims_of(20), received_at=0.0, now=11.0)  # half a short lifetime
 
 
 # --- jwt errors --------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ _JWT_PATTERNS: tuple[tuple[tuple[str, ...], JwtErrorCause], ...] = (
 def classify_jwt_error(text: str, *, fresh_token: bool = False) -> JwtErrorCause:
     """Classify a `jwt error` text, with or without its `Error Event [..]: ` prefix.
 
-    `fresh_token` says the token was issued moments ago (see `tokens.is_fresh_token`): Wings calling it
+    `fresh_token` says the token was issued moments ago (it was refused in answer to our own `auth`): Wings calling it
     expired then means the panel's and the node's clocks differ, not that it aged out.
     """
     lowered = strip_error_prefix(text).lower()

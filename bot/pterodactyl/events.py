@@ -33,7 +33,6 @@ class NoticeKind(StrEnum):
     DELETED = "deleted"
     THROTTLED = "throttled"
     STOPPED = "stopped"
-    GAP_FILLED = "gap filled"
 
 
 @dataclass(frozen=True, slots=True)

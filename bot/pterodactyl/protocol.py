@@ -39,13 +39,11 @@ from bot.pterodactyl.frames import (
 )
 from bot.pterodactyl.tokens import (
     DEFAULT_TOKEN_LIFETIME,
-    FRESH_WINDOW,
     MIN_REFRESH_DELAY,
     REFRESH_LEAD,
     TokenClaims,
     TokenError,
     has_permission,
-    is_fresh_token,
     permission_for,
     read_claims,
     refresh_at,
@@ -53,7 +51,6 @@ from bot.pterodactyl.tokens import (
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME",
-    "FRESH_WINDOW",
     "MAX_INBOUND_FRAME",
     "MAX_OUTBOUND_FRAME",
     "MIN_REFRESH_DELAY",
@@ -81,7 +78,6 @@ __all__ = [
     "explain_daemon_error",
     "explain_jwt_error",
     "has_permission",
-    "is_fresh_token",
     "jwt_cause_refreshable",
     "jwt_cause_terminal",
     "parse_backup_completed",

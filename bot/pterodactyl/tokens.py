@@ -16,13 +16,11 @@ from bot.pterodactyl.frames import PowerAction
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME",
-    "FRESH_WINDOW",
     "MIN_REFRESH_DELAY",
     "REFRESH_LEAD",
     "TokenClaims",
     "TokenError",
     "has_permission",
-    "is_fresh_token",
     "permission_for",
     "read_claims",
     "refresh_at",
@@ -36,8 +34,6 @@ REFRESH_LEAD = 75.0
 SHORT_TOKEN_SHARE = 0.75
 # ...and never sooner than this after receipt, so a broken or already expired token cannot cause a storm.
 MIN_REFRESH_DELAY = 1.0
-# An expiry error this soon after receiving a token cannot be normal expiry (see is_fresh_token).
-FRESH_WINDOW = 30.0
 
 
 class TokenError(ValueError):
@@ -163,13 +159,3 @@ def refresh_at(claims: TokenClaims, received_at: float) -> float:
     lifetime = _lifetime(claims)
     delay = max(lifetime - REFRESH_LEAD, lifetime * SHORT_TOKEN_SHARE, MIN_REFRESH_DELAY)
     return received_at + delay
-
-
-def is_fresh_token(claims: TokenClaims, received_at: float, now: float) -> bool:
-    """True when the token arrived moments ago: within FRESH_WINDOW and half its lifetime.
-
-    Wings calling such a token expired means the panel's and the node's clocks differ (pass this as
-    `fresh_token` to `classify_jwt_error`). The window is narrow so a late error about an old token is
-    never mistaken for skew: Wings checks exp right at `auth`, so a skewed token fails at once.
-    """
-    return 0 <= now - received_at <= min(FRESH_WINDOW, _lifetime(claims) / 2)
