@@ -216,8 +216,7 @@ class ConsoleCog(commands.Cog):
                 icon, outcome = FAILED, f"error: {type(exc).__name__}"
             else:
                 icon, outcome = SENT, "sent"
-        with contextlib.suppress(discord.HTTPException):
-            await message.add_reaction(icon)
+        # Recorded before the reaction, so a reaction always means the audit log has it.
         await bot.audit(
             guild_id=message.guild.id if message.guild else None,
             user_id=message.author.id,
@@ -226,6 +225,8 @@ class ConsoleCog(commands.Cog):
             arguments=command,
             outcome=outcome,
         )
+        with contextlib.suppress(discord.HTTPException):
+            await message.add_reaction(icon)
 
 
 async def setup(bot: WingbeatBot) -> None:
