@@ -15,6 +15,7 @@ from bot.pterodactyl.connection import WingsError
 from bot.pterodactyl.errors import PanelError
 from bot.pterodactyl.events import ConnectionState
 from bot.pterodactyl.models import Server
+from bot.units import human_size
 from cogs._common import defer, duration, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)
@@ -23,14 +24,6 @@ STATE_ICONS = {"running": "🟢", "starting": "🟡", "stopping": "🟡", "offli
 MAX_RESOURCE_LOOKUPS = 25  # /servers asks the panel for at most this many power states per call
 LOOKUP_CONCURRENCY = 4
 STATS_WAIT = 5.0  # how long /status waits for a console socket before asking the panel instead
-
-
-def size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover - the loop returns at GiB
 
 
 class ServersCog(commands.Cog):
@@ -137,12 +130,12 @@ class Usage:
 
 def _status_text(server: Server, state: str, usage: Usage) -> str:
     icon = STATE_ICONS.get(state.split(" ")[0], "⚪")
-    memory = size(usage.memory) + (f" / {size(usage.memory_limit)}" if usage.memory_limit else "")
+    memory = human_size(usage.memory) + (f" / {human_size(usage.memory_limit)}" if usage.memory_limit else "")
     return "\n".join(
         [
             f"{icon} {label(server)}: {state}",
-            f"CPU {usage.cpu:.1f} % · Memory {memory} · Disk {size(usage.disk)}",
-            f"Network ↓ {size(usage.rx)} ↑ {size(usage.tx)}",
+            f"CPU {usage.cpu:.1f} % · Memory {memory} · Disk {human_size(usage.disk)}",
+            f"Network ↓ {human_size(usage.rx)} ↑ {human_size(usage.tx)}",
             f"Uptime {duration(usage.uptime_ms / 1000) if usage.uptime_ms else '—'}",
         ]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.pterodactyl.protocol import Event, Frame, FrameError, parse_backup_completed
+from bot.units import human_size
 
 # Events whose args are lines to mirror like console output.
 MIRRORED = frozenset({Event.CONSOLE_OUTPUT, Event.INSTALL_OUTPUT, Event.TRANSFER_LOGS})
@@ -25,15 +26,6 @@ def status_line(state: str) -> str:
     return f"{_STATUS_ICONS.get(state, '⚪')} Server is now {state}."
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def event_line(frame: Frame) -> str | None:
     """A short line for the events people care about, or None for events that are not posted."""
     match frame.known:
@@ -47,7 +39,7 @@ def event_line(frame: Frame) -> str | None:
             except FrameError:
                 return "💾 A backup finished."
             if backup.is_successful:
-                return f"💾 Backup completed ({_size(backup.file_size)})."
+                return f"💾 Backup completed ({human_size(backup.file_size)})."
             return "💾 Backup failed; see the panel for details."
         case Event.BACKUP_RESTORE_COMPLETED:
             return "💾 Backup restore completed."
