@@ -24,12 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.connection import Timing
-from bot.pterodactyl.events import ConnectionState, Notice, WingsEvent
-from bot.pterodactyl.manager import ConnectionManager
-from bot.pterodactyl.pacing import RequestPacer
-from bot.pterodactyl.protocol import Event
+from bot.panel.client import PanelClient
+from bot.panel.pacing import RequestPacer
+from bot.wings.connection import Timing
+from bot.wings.events import ConnectionState, Notice, WingsEvent
+from bot.wings.manager import ConnectionManager
+from bot.wings.protocol import Event
 
 log = logging.getLogger(__name__)
 

@@ -174,10 +174,10 @@ async def run_bot(run: Run, duration: float) -> dict[str, Any]:
     import discord
     import yarl
 
-    from bot.pterodactyl.client import PanelClient
-    from bot.pterodactyl.manager import ConnectionManager
+    from bot.panel.client import PanelClient
     from bot.relay.discord_poster import DiscordPoster
     from bot.relay.service import ConsoleRelay
+    from bot.wings.manager import ConnectionManager
 
     ctx = mp.get_context("spawn")
     channels = [CHANNEL_BASE + i for i in range(run.servers)]

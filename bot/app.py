@@ -24,15 +24,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.catalog import ServerCatalog
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.connection import Timing
-from bot.pterodactyl.manager import ConnectionManager
-from bot.pterodactyl.models import Server
+from bot.panel.client import PanelClient
+from bot.panel.models import Server
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.settings import Settings
 from bot.store import Link, Store, StoreError
 from bot.tree import WingbeatTree
+from bot.wings.connection import Timing
+from bot.wings.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
 

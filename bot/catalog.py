@@ -8,9 +8,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.errors import PanelError
-from bot.pterodactyl.models import Server
+from bot.panel.client import PanelClient
+from bot.panel.errors import PanelError
+from bot.panel.models import Server
 
 log = logging.getLogger(__name__)
 

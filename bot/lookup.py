@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
-from bot.pterodactyl.models import Server
+from bot.panel.models import Server
 
 MAX_CHOICES = 25  # Discord's limit on autocomplete choices
 MAX_CHOICE_NAME = 100  # Discord's limit on a choice's name

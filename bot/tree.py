@@ -12,8 +12,8 @@ from discord import app_commands
 
 from bot.discord_access import check_interaction
 from bot.lookup import ServerLookupError
-from bot.pterodactyl.connection import WingsError
-from bot.pterodactyl.errors import PanelError
+from bot.panel.errors import PanelError
+from bot.wings.connection import WingsError
 
 if TYPE_CHECKING:
     from bot.app import WingbeatBot

@@ -13,7 +13,7 @@ from discord import app_commands
 
 from bot.app import WingbeatBot
 from bot.lookup import ServerLookupError, autocomplete_choices, resolve_server
-from bot.pterodactyl.models import Server
+from bot.panel.models import Server
 from bot.relay.format import ColorMode, clean_line, is_blank, plain_copy, render_block
 
 log = logging.getLogger(__name__)

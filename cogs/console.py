@@ -12,12 +12,12 @@ from discord.ext import commands
 from bot.app import WingbeatBot
 from bot.discord_access import message_author_is_admin
 from bot.lookup import ServerLookupError, resolve_server
-from bot.pterodactyl.connection import ActionRefused, WingsError
-from bot.pterodactyl.errors import PanelError
-from bot.pterodactyl.models import Server
+from bot.panel.errors import PanelError
+from bot.panel.models import Server
 from bot.relay.service import LinkHealth
 from bot.store import Link
 from bot.tree import Refusal
+from bot.wings.connection import ActionRefused, WingsError
 from cogs._common import ago, audited, defer, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
-from bot.pterodactyl.events import CommandResult, PowerOutcome, PowerResult
-from bot.pterodactyl.protocol import PowerAction
 from bot.tree import Refusal
+from bot.wings.events import CommandResult, PowerOutcome, PowerResult
+from bot.wings.protocol import PowerAction
 from cogs._common import (
     audited,
     console_block,

@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
-from bot.pterodactyl.events import Health
 from bot.relay.service import LinkHealth
+from bot.wings.events import Health
 from cogs._common import ago, duration, reply
 
 

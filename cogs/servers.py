@@ -11,11 +11,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
-from bot.pterodactyl.connection import WingsError
-from bot.pterodactyl.errors import PanelError
-from bot.pterodactyl.events import ConnectionState
-from bot.pterodactyl.models import Server
+from bot.panel.errors import PanelError
+from bot.panel.models import Server
 from bot.units import human_size
+from bot.wings.connection import WingsError
+from bot.wings.events import ConnectionState
 from cogs._common import defer, duration, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)

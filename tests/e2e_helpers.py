@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import WingbeatBot
-from bot.pterodactyl.connection import Timing
 from bot.settings import Settings
+from bot.wings.connection import Timing
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord, FakeInteraction, PostedMessage
 

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.connection import ActionRefused, Timing, WingsConnection
-from bot.pterodactyl.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
-from bot.pterodactyl.manager import ConnectionManager, QueueSubscriber
-from bot.pterodactyl.protocol import PowerAction, PowerState
+from bot.panel.client import PanelClient
+from bot.wings.connection import ActionRefused, Timing, WingsConnection
+from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
+from bot.wings.manager import ConnectionManager, QueueSubscriber
+from bot.wings.protocol import PowerAction, PowerState
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.waiting import wait_until
 
@@ -448,7 +448,7 @@ async def test_manager_shares_one_connection_and_closes_when_idle(panel_emu) -> 
 
 
 async def test_manager_dedupes_notices() -> None:
-    from bot.pterodactyl.manager import NoticeFilter
+    from bot.wings.manager import NoticeFilter
 
     now = [0.0]
     flt = NoticeFilter(180.0, clock=lambda: now[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bot.pterodactyl.events import ConnectionState
+from bot.wings.events import ConnectionState
 from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
@@ -154,7 +154,7 @@ async def test_close_releases_every_resource(tmp_path: Path) -> None:
 
 
 def _server(identifier: str, name: str) -> Any:
-    from bot.pterodactyl.models import Server
+    from bot.panel.models import Server
 
     return Server(identifier=identifier, uuid="", name=name)
 

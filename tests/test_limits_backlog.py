@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from bot.pterodactyl.backlog import RecentLines, new_lines
-from bot.pterodactyl.limits import OutboundLimits, TokenBucket
+from bot.wings.backlog import RecentLines, new_lines
+from bot.wings.limits import OutboundLimits, TokenBucket
 
 
 def test_bucket_bursts_then_refills() -> None:

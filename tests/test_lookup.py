@@ -8,7 +8,7 @@ import uuid as uuidlib
 import pytest
 
 from bot.lookup import ServerLookupError, autocomplete_choices, choice_label, resolve_server
-from bot.pterodactyl.models import Server
+from bot.panel.models import Server
 
 
 def srv(name: str, identifier: str | None = None, uuid: str | None = None) -> Server:

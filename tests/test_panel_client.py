@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.errors import (
+from bot.panel.client import PanelClient
+from bot.panel.errors import (
     ConflictKind,
     PanelAuthError,
     PanelConflict,
@@ -20,7 +20,7 @@ from bot.pterodactyl.errors import (
     PanelUnavailable,
     PanelValidationError,
 )
-from bot.pterodactyl.pacing import RequestPacer
+from bot.panel.pacing import RequestPacer
 from tests.fakes.emulator import Emulator
 
 

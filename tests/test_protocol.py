@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.pterodactyl.protocol import (
+from bot.wings.protocol import (
     MAX_INBOUND_FRAME,
     MAX_OUTBOUND_FRAME,
     ConnectionCloseKind,

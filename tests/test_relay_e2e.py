@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import discord
 import pytest
 
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.connection import Timing
-from bot.pterodactyl.manager import ConnectionManager
+from bot.panel.client import PanelClient
 from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.format import ColorMode
 from bot.relay.service import ConsoleRelay
+from bot.wings.connection import Timing
+from bot.wings.manager import ConnectionManager
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.fakes.fake_discord import FakeDiscord, PostedMessage
 from tests.waiting import wait_until

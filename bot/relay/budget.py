@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.pterodactyl.limits import TokenBucket
+from bot.wings.limits import TokenBucket
 
 
 class RequestBudget:

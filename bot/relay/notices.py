@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.pterodactyl.protocol import Event, Frame, FrameError, parse_backup_completed
 from bot.units import human_size
+from bot.wings.protocol import Event, Frame, FrameError, parse_backup_completed
 
 # Events whose args are lines to mirror like console output.
 MIRRORED = frozenset({Event.CONSOLE_OUTPUT, Event.INSTALL_OUTPUT, Event.TRANSFER_LOGS})

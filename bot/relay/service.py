@@ -7,13 +7,13 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.pterodactyl.events import Notice, NoticeKind, WingsEvent
-from bot.pterodactyl.manager import ConnectionManager, Subscription
-from bot.pterodactyl.protocol import Event
 from bot.relay.budget import RequestBudget
 from bot.relay.format import ColorMode
 from bot.relay.notices import MIRRORED, event_line, status_line
 from bot.relay.sender import ChannelSender, Poster
+from bot.wings.events import Notice, NoticeKind, WingsEvent
+from bot.wings.manager import ConnectionManager, Subscription
+from bot.wings.protocol import Event
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bot.pterodactyl.frames import PowerAction
+from bot.wings.frames import PowerAction
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME",

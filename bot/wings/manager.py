@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.connection import Timing, WingsConnection
-from bot.pterodactyl.events import CommandResult, Health, Notice, PowerResult, WingsEvent
-from bot.pterodactyl.protocol import PowerAction, Stats
+from bot.panel.client import PanelClient
+from bot.wings.connection import Timing, WingsConnection
+from bot.wings.events import CommandResult, Health, Notice, PowerResult, WingsEvent
+from bot.wings.protocol import PowerAction, Stats
 
 log = logging.getLogger(__name__)
 

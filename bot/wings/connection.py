@@ -19,9 +19,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from bot.pterodactyl.backlog import RecentLines, new_lines
-from bot.pterodactyl.client import PanelClient
-from bot.pterodactyl.errors import (
+from bot.panel.client import PanelClient
+from bot.panel.errors import (
     PanelAuthError,
     PanelConflict,
     PanelError,
@@ -29,7 +28,9 @@ from bot.pterodactyl.errors import (
     PanelNotFound,
     PanelRateLimited,
 )
-from bot.pterodactyl.events import (
+from bot.panel.models import WebsocketCredentials
+from bot.wings.backlog import RecentLines, new_lines
+from bot.wings.events import (
     CommandResult,
     ConnectionState,
     Health,
@@ -39,9 +40,8 @@ from bot.pterodactyl.events import (
     PowerResult,
     WingsEvent,
 )
-from bot.pterodactyl.limits import OutboundLimits
-from bot.pterodactyl.models import WebsocketCredentials
-from bot.pterodactyl.protocol import (
+from bot.wings.limits import OutboundLimits
+from bot.wings.protocol import (
     MAX_INBOUND_FRAME,
     ConnectionCloseKind,
     Event,

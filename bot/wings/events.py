@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.pterodactyl.protocol import Frame, PowerAction, PowerState
+from bot.wings.protocol import Frame, PowerAction, PowerState
 
 
 @dataclass(frozen=True, slots=True)

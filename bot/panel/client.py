@@ -11,9 +11,9 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bot.pterodactyl.errors import PanelError, PanelRateLimited, PanelUnavailable, error_for_status
-from bot.pterodactyl.models import Account, Resources, Server, ServerDetails, WebsocketCredentials
-from bot.pterodactyl.pacing import RequestPacer
+from bot.panel.errors import PanelError, PanelRateLimited, PanelUnavailable, error_for_status
+from bot.panel.models import Account, Resources, Server, ServerDetails, WebsocketCredentials
+from bot.panel.pacing import RequestPacer
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from bot.pterodactyl.errors_wings import (
+from bot.wings.error_texts import (
     DaemonErrorKind,
     JwtErrorCause,
     classify_daemon_error,
@@ -19,7 +19,7 @@ from bot.pterodactyl.errors_wings import (
     jwt_cause_terminal,
     strip_error_prefix,
 )
-from bot.pterodactyl.frames import (
+from bot.wings.frames import (
     MAX_INBOUND_FRAME,
     MAX_OUTBOUND_FRAME,
     BackupResult,
@@ -37,7 +37,7 @@ from bot.pterodactyl.frames import (
     parse_backup_completed,
     parse_stats,
 )
-from bot.pterodactyl.tokens import (
+from bot.wings.tokens import (
     DEFAULT_TOKEN_LIFETIME,
     MIN_REFRESH_DELAY,
     REFRESH_LEAD,

@@ -1,0 +1,1 @@
+"""The panel's HTTP Client API: client, models, errors and request pacing. Knows nothing of Discord."""

@@ -1,0 +1,1 @@
+"""The Wings console websocket: frames, tokens, the protocol session, connections and their manager. Knows nothing of Discord."""
