@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
+from bot.errors import WingbeatError
 from bot.panel.models import Server
 
 MAX_CHOICES = 25  # Discord's limit on autocomplete choices
@@ -12,7 +13,7 @@ MAX_CHOICE_NAME = 100  # Discord's limit on a choice's name
 MAX_CANDIDATES_SHOWN = 5
 
 
-class ServerLookupError(Exception):
+class ServerLookupError(WingbeatError):
     """The text names no server, or more than one; the message is meant for the user."""
 
     def __init__(self, message: str) -> None:

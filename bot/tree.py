@@ -11,9 +11,7 @@ import discord
 from discord import app_commands
 
 from bot.discord_access import check_interaction
-from bot.lookup import ServerLookupError
-from bot.panel.errors import PanelError
-from bot.wings.connection import WingsError
+from bot.errors import WingbeatError
 
 if TYPE_CHECKING:
     from bot.app import WingbeatBot
@@ -30,7 +28,7 @@ AUDITED_COMMANDS: Mapping[str, str] = {
 UNEXPECTED_ERROR = "Something went wrong inside Wingbeat; the error was logged for the bot's operator."
 
 
-class Refusal(Exception):
+class Refusal(WingbeatError):
     """A request the bot declines for a reason the user can act on; `str()` is that one sentence."""
 
 
@@ -38,10 +36,8 @@ def user_error_text(error: BaseException) -> str | None:
     """The sentence to show for an expected error, or None when it is a bug to log."""
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
-    if isinstance(error, (PanelError, WingsError, Refusal)):
+    if isinstance(error, WingbeatError):
         return str(error)
-    if isinstance(error, ServerLookupError):
-        return error.message
     if isinstance(error, app_commands.NoPrivateMessage):
         return "Wingbeat's commands work in servers only, not in direct messages."
     if isinstance(error, app_commands.TransformerError):

@@ -8,6 +8,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from bot.errors import WingbeatError
+
 
 class ConflictKind(StrEnum):
     """Why the panel answered 409 (reference §5.3)."""
@@ -20,7 +22,7 @@ class ConflictKind(StrEnum):
     OTHER = "other"
 
 
-class PanelError(Exception):
+class PanelError(WingbeatError):
     """Any failure talking to the panel's Client API."""
 
     def __init__(self, cause: str, *, status: int | None = None, code: str = "", detail: str = "") -> None:

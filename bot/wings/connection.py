@@ -19,6 +19,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from bot.errors import WingbeatError
 from bot.panel.client import PanelClient
 from bot.panel.errors import (
     PanelAuthError,
@@ -77,7 +78,7 @@ log = logging.getLogger(__name__)
 _TRANSFER_ENDED = frozenset({"completed", "success"})
 
 
-class WingsError(Exception):
+class WingsError(WingbeatError):
     """A console action could not be done; the message is one sentence for the user."""
 
 
