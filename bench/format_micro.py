@@ -10,7 +10,8 @@ import random
 import time
 
 from bot.relay.batcher import Batcher
-from bot.relay.format import ColorMode, clean_line
+from bot.relay.format import clean_line
+from bot.settings import ColorMode
 
 ESC = "\x1b"
 

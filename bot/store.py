@@ -15,10 +15,11 @@ from typing import Self
 
 import aiosqlite
 
+from bot.settings import SQLITE_MEMORY, Database, DatabaseKind
+
 log = logging.getLogger(__name__)
 
-_SCHEME = "sqlite:///"
-MEMORY = ":memory:"
+MEMORY = SQLITE_MEMORY
 
 
 class StoreError(Exception):
@@ -26,28 +27,11 @@ class StoreError(Exception):
 
 
 def database_path(url: str) -> str:
-    """Turn a `sqlite:///…` URL into the path SQLite opens.
-
-    Three slashes then a relative path (`sqlite:///data/x.db`), four for an absolute one
-    (`sqlite:////srv/x.db`), or `sqlite:///:memory:`. Anything else raises ValueError.
-    """
-    text = url.strip()
-    if not text.lower().startswith(_SCHEME):
-        raise ValueError(
-            "expected a URL like sqlite:///data/wingbeat.sqlite3 (relative) or "
-            "sqlite:////var/lib/wingbeat.sqlite3 (absolute)"
-        )
-    path = text[len(_SCHEME) :]
-    if not path:
-        raise ValueError("the sqlite URL names no database file, e.g. sqlite:///data/wingbeat.sqlite3")
-    if "?" in path or "#" in path:
-        # SQLAlchemy-style options would otherwise silently become part of the file name.
-        raise ValueError("query options are not supported in a sqlite URL")
-    if path == MEMORY:
-        return MEMORY
-    if path.endswith("/"):
-        raise ValueError("the sqlite URL names a folder, not a database file")
-    return path
+    """The file SQLite opens for a `sqlite:///…` URL; ValueError for anything else."""
+    database = Database.parse(url)
+    if database.kind is not DatabaseKind.SQLITE:
+        raise ValueError("this store speaks SQLite only; use a sqlite:/// URL")
+    return database.target
 
 
 @dataclass(frozen=True, slots=True)

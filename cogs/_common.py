@@ -14,7 +14,8 @@ from discord import app_commands
 from bot.app import WingbeatBot
 from bot.lookup import ServerLookupError, autocomplete_choices, resolve_server
 from bot.panel.models import Server
-from bot.relay.format import ColorMode, clean_line, is_blank, plain_copy, render_block
+from bot.relay.format import clean_line, is_blank, plain_copy, render_block
+from bot.settings import ColorMode
 
 log = logging.getLogger(__name__)
 

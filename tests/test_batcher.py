@@ -9,7 +9,8 @@ import re
 import pytest
 
 from bot.relay.batcher import Batcher, Outgoing
-from bot.relay.format import RESET, ColorMode, block_overhead, clean_line, plain_copy
+from bot.relay.format import RESET, block_overhead, clean_line, plain_copy
+from bot.settings import ColorMode
 
 ESC = "\x1b"
 BLOCK = re.compile(r"```(?:ansi)?\n([\s\S]*)\n```\Z")

@@ -13,8 +13,8 @@ import pytest
 from bot.panel.client import PanelClient
 from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import DiscordPoster
-from bot.relay.format import ColorMode
 from bot.relay.service import ConsoleRelay
+from bot.settings import ColorMode
 from bot.wings.connection import Timing
 from bot.wings.manager import ConnectionManager
 from tests.fakes.emulator import Emulator, FakeServer

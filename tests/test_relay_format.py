@@ -12,7 +12,6 @@ from bot.relay.format import (
     MESSAGE_LIMIT,
     RESET,
     ZWSP,
-    ColorMode,
     SgrState,
     block_overhead,
     clean_ansi,
@@ -24,6 +23,7 @@ from bot.relay.format import (
     sgr_state_after,
     split_line,
 )
+from bot.settings import ColorMode
 
 PLAIN, ANSI = ColorMode.PLAIN, ColorMode.ANSI
 ESC = "\x1b"

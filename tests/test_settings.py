@@ -9,21 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from bot.relay.format import ColorMode
-from bot.settings import SettingsError, load_settings
+from bot.settings import ColorMode, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.Gabcde.secret-discord-token-value"
 KEY = "ptlc_abcdefghijkSECRETSECRETSECRETSECRET12345"
-BASE = {"DISCORD_TOKEN": TOKEN, "PANEL_URL": "https://panel.example.com/", "PANEL_API_KEY": KEY}
+GUILD = "333333333333333333"
+BASE = {
+    "DISCORD_TOKEN": TOKEN,
+    "PANEL_URL": "https://panel.example.com/",
+    "PANEL_API_KEY": KEY,
+    "GUILD_IDS": GUILD,
+}
 
 
 def test_minimal_environment_gets_defaults() -> None:
     s = load_settings(BASE)
     assert s.panel_url == "https://panel.example.com"
     assert s.wings_origin == "https://panel.example.com"
-    assert s.admin_role_ids == frozenset() and s.guild_ids == ()
+    assert s.admin_role_ids == frozenset() and s.guild_ids == (int(GUILD),)
     assert s.database_url == "sqlite:///data/wingbeat.sqlite3"
+    assert s.status_interval == 15.0 and s.audit_retention_days == 365
+    assert s.shard_count is None and s.shard_ids is None
     assert s.console_input is False and s.console_color is ColorMode.PLAIN and s.log_level == "INFO"
     assert s.discord_api_url is None and s.discord_gateway_url is None
 
@@ -32,7 +39,7 @@ def test_every_optional_setting_is_read() -> None:
     env = dict(
         BASE,
         ADMIN_ROLE_IDS="111111111111111111, 222222222222222222",
-        GUILD_IDS="333333333333333333",
+        GUILD_IDS="333333333333333333, 444444444444444444",
         DATABASE_URL="sqlite:////tmp/w.sqlite3",
         WINGS_ORIGIN="https://panel.example.com:8443",
         CONSOLE_INPUT="TRUE",
@@ -43,12 +50,31 @@ def test_every_optional_setting_is_read() -> None:
     )
     s = load_settings(env)
     assert s.admin_role_ids == {111111111111111111, 222222222222222222}
-    assert s.guild_ids == (333333333333333333,)
+    assert s.guild_ids == (333333333333333333, 444444444444444444)
     assert s.database_url == "sqlite:////tmp/w.sqlite3"
     assert s.wings_origin == "https://panel.example.com:8443"
     assert s.console_input is True and s.console_color is ColorMode.ANSI and s.log_level == "DEBUG"
     assert s.discord_api_url == "http://nirn-proxy:8080/api/v10"  # paths are appended after it
     assert s.discord_gateway_url == "wss://gateway.example.net/"
+
+
+def test_board_audit_and_shard_settings_are_read() -> None:
+    s = load_settings(
+        dict(BASE, STATUS_INTERVAL="7.5", AUDIT_RETENTION_DAYS="0", SHARD_COUNT="4", SHARD_IDS="2,3")
+    )
+    assert s.status_interval == 7.5 and s.audit_retention_days == 0
+    assert s.shard_count == 4 and s.shard_ids == (2, 3)
+    assert load_settings(dict(BASE, SHARD_COUNT="2")).shard_ids == (0, 1)  # all shards when none are named
+    with pytest.raises(SettingsError, match="SHARD_IDS must be shard numbers from 0 to 3"):
+        load_settings(dict(BASE, SHARD_COUNT="4", SHARD_IDS="4"))
+
+
+def test_database_url_kinds() -> None:
+    from bot.settings import DatabaseKind
+
+    assert load_settings(BASE).database.kind is DatabaseKind.SQLITE
+    pg = load_settings(dict(BASE, DATABASE_URL="postgresql://wb:s3cret-pw@db.lan/wingbeat")).database
+    assert pg.kind is DatabaseKind.POSTGRESQL and "s3cret-pw" not in repr(pg)
 
 
 def test_settings_are_frozen() -> None:
@@ -72,7 +98,17 @@ def test_secrets_are_not_in_repr() -> None:
         ("CONSOLE_INPUT", "maybe", "CONSOLE_INPUT must be true or false"),
         ("CONSOLE_COLOR", "rainbow", "CONSOLE_COLOR must be plain or ansi"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
-        ("DATABASE_URL", "postgres://x", "DATABASE_URL is not usable: expected a URL like sqlite:///"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL is not usable: expected a URL like sqlite:///"),
+        ("DATABASE_URL", "postgresql:///nohost", "DATABASE_URL is not usable: .*names no host"),
+        ("GUILD_IDS", "", "GUILD_IDS is required"),
+        ("GUILD_IDS", " , ", "GUILD_IDS is required"),
+        ("STATUS_INTERVAL", "2", "STATUS_INTERVAL must be at least 5"),
+        ("STATUS_INTERVAL", "soon", "STATUS_INTERVAL must be a number"),
+        ("STATUS_INTERVAL", "nan", "STATUS_INTERVAL must be at least 5"),
+        ("AUDIT_RETENTION_DAYS", "-1", "AUDIT_RETENTION_DAYS must be at least 0"),
+        ("AUDIT_RETENTION_DAYS", "1.5", "AUDIT_RETENTION_DAYS must be a whole number"),
+        ("SHARD_COUNT", "0", "SHARD_COUNT must be a whole number of at least 1"),
+        ("SHARD_IDS", "0", "SHARD_IDS needs SHARD_COUNT"),
         ("DATABASE_URL", "sqlite:///data/", "DATABASE_URL is not usable: .*folder"),
         ("DATABASE_URL", "sqlite:///x.db?mode=ro", "DATABASE_URL is not usable: query options"),
         ("WINGS_ORIGIN", "nope", r"WINGS_ORIGIN must be an http\(s\) URL"),
@@ -124,6 +160,15 @@ def test_malformed_panel_url_exits_2_without_secrets(tmp_path: Path) -> None:
     assert TOKEN not in proc.stderr and KEY not in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_missing_guild_ids_exits_2_naming_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in BASE.items() if k != "GUILD_IDS"}
+    proc = _run_entrypoint(env, tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GUILD_IDS is required" in lines[0]
+    assert TOKEN not in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_malformed_gateway_url_exits_2_naming_it(tmp_path: Path) -> None:
     proc = _run_entrypoint(dict(BASE, DISCORD_GATEWAY_URL="my-gateway.lan:8080"), tmp_path)
     assert proc.returncode == 2
@@ -134,7 +179,7 @@ def test_malformed_gateway_url_exits_2_naming_it(tmp_path: Path) -> None:
 
 def test_dotenv_file_is_loaded_without_overriding_the_environment(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(
-        f"DISCORD_TOKEN={TOKEN}\nPANEL_URL=https://from-dotenv.example\nPANEL_API_KEY=x\n"
+        f"DISCORD_TOKEN={TOKEN}\nPANEL_URL=https://from-dotenv.example\nPANEL_API_KEY=x\nGUILD_IDS={GUILD}\n"
     )
     # PANEL_URL from the environment wins and is malformed, proving .env did not override it
     proc = _run_entrypoint({"PANEL_URL": "bad"}, tmp_path)

@@ -32,7 +32,6 @@ from bot.relay.format import (
     DEFAULT_STATE,
     MESSAGE_LIMIT,
     RESET,
-    ColorMode,
     SgrState,
     block_overhead,
     clean_ansi,
@@ -44,6 +43,7 @@ from bot.relay.format import (
     render_block,
     sgr_open,
 )
+from bot.settings import ColorMode
 
 log = logging.getLogger(__name__)
 

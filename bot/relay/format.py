@@ -20,19 +20,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import lru_cache
+
+from bot.settings import ColorMode
 
 MESSAGE_LIMIT = 2000
 ZWSP = "\u200b"
 RESET = "\x1b[0m"
-
-
-class ColorMode(StrEnum):
-    """How console colours reach Discord."""
-
-    PLAIN = "plain"
-    ANSI = "ansi"
 
 
 @dataclass(frozen=True, slots=True)

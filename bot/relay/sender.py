@@ -11,7 +11,7 @@ from typing import Protocol
 
 from bot.relay.batcher import Batcher
 from bot.relay.budget import RequestBudget
-from bot.relay.format import ColorMode
+from bot.settings import ColorMode
 
 log = logging.getLogger(__name__)
 

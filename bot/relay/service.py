@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.relay.budget import RequestBudget
-from bot.relay.format import ColorMode
 from bot.relay.notices import MIRRORED, event_line, status_line
 from bot.relay.sender import ChannelSender, Poster
+from bot.settings import ColorMode
 from bot.wings.events import Notice, NoticeKind, WingsEvent
 from bot.wings.manager import ConnectionManager, Subscription
 from bot.wings.protocol import Event
