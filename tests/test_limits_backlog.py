@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+from bot.buckets import TokenBucket
 from bot.wings.backlog import RecentLines, new_lines
-from bot.wings.limits import OutboundLimits, TokenBucket
+from bot.wings.limits import OutboundLimits
 
 
 def test_bucket_bursts_then_refills() -> None:
@@ -16,6 +17,12 @@ def test_bucket_bursts_then_refills() -> None:
     assert bucket.wait_time(0.0) == 5.0
     assert bucket.wait_time(2.5) == 2.5
     assert bucket.wait_time(5.0) == 0
+
+
+def test_bucket_reserve_queues_into_debt() -> None:
+    bucket = TokenBucket(capacity=2, period=1.0)
+    assert [bucket.reserve(0.0) for _ in range(4)] == [0.0, 0.0, 1.0, 2.0]  # each reservation waits its turn
+    assert bucket.reserve(3.0) == 0.0  # the debt is paid off by then
 
 
 def _sent_per_window(event: str, count: int) -> list[float]:

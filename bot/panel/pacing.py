@@ -7,7 +7,9 @@ is left (`X-RateLimit-Remaining`), and stops entirely until `Retry-After` has pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from bot.buckets import TokenBucket
 
 
 @dataclass(slots=True)
@@ -18,19 +20,17 @@ class RequestPacer:
     burst: float = 20.0
     low_water: int = 30
     window: float = 60.0
-    _tokens: float | None = None
-    _updated: float = 0.0
+    _bucket: TokenBucket = field(init=False)
     _blocked_until: float = 0.0
     _remaining: int | None = None
     _limit: int | None = None
 
+    def __post_init__(self) -> None:
+        self._bucket = TokenBucket(self.burst, 60.0 / self.per_minute)
+
     def reserve(self, now: float) -> float:
         """Take one request slot; return the seconds to wait before sending it (0 when it may go now)."""
-        rate = self.per_minute / 60.0
-        tokens = self.burst if self._tokens is None else self._tokens
-        tokens = min(self.burst, tokens + (now - self._updated) * rate) - 1.0
-        self._tokens, self._updated = tokens, now
-        wait = 0.0 if tokens >= 0 else -tokens / rate
+        wait = self._bucket.reserve(now)
         low_water = max(1, min(self.low_water, self._limit // 10)) if self._limit else 0
         if self._remaining is not None and self._remaining <= low_water:
             # Little left in the panel's window (it does not say when the window ends): spread what remains.

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from bot.wings.limits import TokenBucket
+from bot.buckets import TokenBucket
 
 
 class RequestBudget:

@@ -8,32 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-@dataclass(slots=True)
-class TokenBucket:
-    """`capacity` tokens, refilled one every `period` seconds."""
-
-    capacity: float
-    period: float
-    _tokens: float | None = None
-    _updated: float = 0.0
-
-    def _refill(self, now: float) -> float:
-        if self._tokens is None:
-            self._tokens = self.capacity
-        else:
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) / self.period)
-        self._updated = now
-        return self._tokens
-
-    def wait_time(self, now: float) -> float:
-        """Seconds until one token is available (0 if now)."""
-        tokens = self._refill(now)
-        return 0.0 if tokens >= 1 else (1 - tokens) * self.period
-
-    def take(self, now: float) -> None:
-        self._tokens = self._refill(now) - 1
-
+from bot.buckets import TokenBucket
 
 # Slightly under Wings' own refill rates, so clock drift between the two never trips a bucket.
 _MARGIN = 1.1
