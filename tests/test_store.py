@@ -10,7 +10,22 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from bot.store import MIGRATIONS, SCHEMA_VERSION, Link, Store, StoreError, database_path
+from bot.store import (
+    ALL_SERVERS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STARTED,
+    Board,
+    BoardKind,
+    Grant,
+    GuildSettings,
+    How,
+    Link,
+    Store,
+    StoreError,
+    TargetKind,
+    database_path,
+)
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 BIG = 2**63 - 1  # the largest value a Discord snowflake can take in SQLite's INTEGER
@@ -359,7 +374,7 @@ async def test_v1_database_is_upgraded_and_keeps_its_data(tmp_path: Path) -> Non
     assert "links_by_server" not in await object_names(db, "index")
 
     async with await Store.open(str(db)) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
         assert await s.links() == [make_link()]
 
     assert await user_version(db) == SCHEMA_VERSION
@@ -393,3 +408,117 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         await conn.commit()
     with pytest.raises(StoreError, match="newer"):
         await Store.open(str(db))
+
+
+# v3: stopped links, audit rows with how and completion, boards, guild settings, grants
+
+
+async def test_stopped_link_is_kept_and_relinking_makes_it_active(store: Store) -> None:
+    assert await store.add_link(make_link())
+    assert await store.set_link_stopped(10, "1a2b3c4d", "Discord says the channel is gone (10003)")
+    (saved,) = await store.links()
+    assert saved.stopped and saved.stopped_reason == "Discord says the channel is gone (10003)"
+    assert await store.add_link(make_link(name="Survival 2"))  # relink: active again, with the new name
+    (saved,) = await store.links()
+    assert not saved.stopped and saved.server_name == "Survival 2"
+    assert not await store.add_link(make_link())  # an active link is not added twice
+    assert not await store.set_link_stopped(11, "1a2b3c4d", "x")
+
+
+async def test_v1_links_upgrade_as_active(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite3"
+    await make_v1_database(db)
+    async with await Store.open(str(db)) as s:
+        (link,) = await s.links()
+        assert link.stopped_reason is None
+
+
+async def test_audit_start_then_finish_and_filters() -> None:
+    clock = iter(T0 + timedelta(seconds=i) for i in range(100))
+    async with await Store.open("sqlite:///:memory:", clock=lambda: next(clock)) as s:
+        first = await s.audit_start(
+            guild_id=1, user_id=5, server_identifier="aaaa1111", action="power", arguments="start",
+            how=How.BUTTON,
+        )  # fmt: skip
+        (entry,) = await s.recent_audit()
+        assert entry.outcome == STARTED and entry.completed_at is None and entry.how is How.BUTTON
+        await s.audit_finish(first, "done: started")
+        await s.audit(
+            guild_id=1, user_id=6, server_identifier="bbbb2222", action="command", arguments="say hi",
+            outcome="sent", how=How.CONSOLE_INPUT,
+        )  # fmt: skip
+        await s.audit(
+            guild_id=2, user_id=5, server_identifier="aaaa1111", action="link", arguments="", outcome="ok"
+        )
+        done = (await s.recent_audit(guild_id=1, server_identifier="aaaa1111"))[0]
+        assert (
+            done.outcome == "done: started" and done.completed_at is not None and done.completed_at > done.at
+        )
+        assert [e.user_id for e in await s.recent_audit(guild_id=1)] == [6, 5]
+        assert [e.guild_id for e in await s.recent_audit(user_id=5)] == [2, 1]
+        assert (await s.recent_audit(guild_id=1, user_id=6))[0].how is How.CONSOLE_INPUT
+
+
+async def test_prune_audit_deletes_only_older_rows() -> None:
+    moments = [T0 - timedelta(days=400), T0 - timedelta(days=10), T0]
+    clock = iter(moments)
+    async with await Store.open("sqlite:///:memory:", clock=lambda: next(clock)) as s:
+        for i in range(3):
+            await s.audit(
+                guild_id=1, user_id=i, server_identifier=None, action="a", arguments="", outcome="o"
+            )
+        assert await s.prune_audit(T0 - timedelta(days=365)) == 1
+        assert [e.user_id for e in await s.recent_audit()] == [2, 1]
+        assert await s.prune_audit(T0 - timedelta(days=365)) == 0
+
+
+def make_board(
+    message: int = 500, channel: int = 10, kind: BoardKind = BoardKind.BOARD, server: str | None = None
+) -> Board:
+    return Board(message, 1, channel, kind, server, 99, T0)
+
+
+async def test_one_board_per_channel_but_many_cards(store: Store) -> None:
+    assert await store.add_board(make_board())
+    assert not await store.add_board(make_board(message=501))  # a second board in the same channel
+    assert await store.add_board(make_board(message=502, kind=BoardKind.CARD, server="aaaa1111"))
+    assert await store.add_board(make_board(message=503, kind=BoardKind.CARD, server="bbbb2222"))
+    assert await store.add_board(make_board(message=504, channel=11))
+    assert [b.message_id for b in await store.boards()] == [500, 502, 503, 504]
+    board = await store.board_in_channel(10)
+    assert board is not None and board.message_id == 500 and board.kind is BoardKind.BOARD
+    assert await store.move_board(500, 600)
+    assert (await store.board_in_channel(10)) == make_board(message=600)
+    assert await store.remove_board(600) and not await store.remove_board(600)
+    assert await store.board_in_channel(10) is None
+    assert [b.server_identifier for b in await store.boards(guild_id=1)] == ["aaaa1111", "bbbb2222", None]
+
+
+async def test_guild_settings_alerts_and_audit_channel(store: Store) -> None:
+    assert await store.guild_settings(1) == GuildSettings(1)
+    await store.set_alerts(1, 20, 30)
+    await store.set_audit_channel(1, 40)
+    assert await store.guild_settings(1) == GuildSettings(1, 20, 30, 40)
+    await store.set_alerts(1, None, None)
+    assert await store.guild_settings(1) == GuildSettings(1, None, None, 40)
+    await store.set_audit_channel(2, BIG)
+    assert [g.guild_id for g in await store.all_guild_settings()] == [1, 2]
+
+
+async def test_grants_upsert_patterns_and_revoke(store: Store) -> None:
+    mods = Grant(1, TargetKind.ROLE, 77, "control.restart", "aaaa1111", (), 99, T0)
+    events = Grant(
+        1, TargetKind.ROLE, 78, "control.console", ALL_SERVERS, ("say *", "whitelist add *"), 99, T0
+    )
+    assert await store.add_grant(mods) and await store.add_grant(events)
+    assert not await store.add_grant(
+        Grant(1, TargetKind.ROLE, 78, "control.console", ALL_SERVERS, ("say *",), 99, T0)
+    )
+    assert await store.add_grant(Grant(2, TargetKind.MEMBER, 77, "view", ALL_SERVERS, (), 99, T0))
+    grants = await store.grants(1)
+    assert [g.target_id for g in grants] == [77, 78]
+    assert grants[1].commands == ("say *",)
+    assert not await store.remove_grant(1, TargetKind.MEMBER, 77, "control.restart", "aaaa1111")
+    assert await store.remove_grant(1, TargetKind.ROLE, 77, "control.restart", "aaaa1111")
+    assert [g.target_id for g in await store.grants(1)] == [78]
+    assert [g.target_kind for g in await store.grants(2)] == [TargetKind.MEMBER]
