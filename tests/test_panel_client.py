@@ -221,24 +221,3 @@ async def test_html_answer_is_a_clear_error(emu: Emulator) -> None:
         with pytest.raises(PanelError) as info:
             await panel.account()
     assert info.value.status == 404 or "not JSON" in str(info.value)
-
-
-def test_pacer_bursts_then_spreads() -> None:
-    pacer = RequestPacer(per_minute=60, burst=3)
-    waits = [pacer.reserve(100.0) for _ in range(5)]
-    assert waits[:3] == [0, 0, 0]
-    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(2.0)
-
-
-def test_pacer_slows_down_when_panel_budget_runs_low() -> None:
-    pacer = RequestPacer(per_minute=6000, burst=100, low_water=30)
-    assert pacer.reserve(0.0) == 0
-    pacer.observe(limit="720", remaining="10")
-    assert pacer.reserve(0.0) >= 3.0  # 10 left in the window: about one every 3 s
-
-
-def test_pacer_blocks_after_429() -> None:
-    pacer = RequestPacer()
-    pacer.block(10.0, 5.0)
-    assert pacer.reserve(11.0) == pytest.approx(4.0)
-    assert pacer.reserve(16.0) == 0
