@@ -115,6 +115,7 @@ class PanelClient:
         body: Any = None,
     ) -> Any:
         url = f"{self.base_url}/api/client{path}"
+        path = f"/api/client{path}"  # for log lines, which name the panel's address apart
         attempt = 0
         while True:
             await self.scheduler.slot(priority)
