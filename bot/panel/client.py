@@ -101,7 +101,11 @@ class PanelClient:
             return parse(data)
         except PanelBadAnswer as exc:
             log.warning(
-                "the panel at %s answered %s %s with garbage: %s", self.base_url, method, path, exc.detail
+                "the panel at %s answered %s /api/client%s with garbage: %s",
+                self.base_url,
+                method,
+                path,
+                exc.detail,
             )
             raise
 
