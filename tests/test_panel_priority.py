@@ -1,10 +1,19 @@
-"""The panel budget by priority, as plain logic: the pacer's pace, the queue's order, the views' bound."""
+"""The panel budget by priority: the pacer's pace, the queue's order and the views' bound as plain logic, then
+the client against the emulator's rate limiter."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
+import aiohttp
 import pytest
 
+from bot.panel.client import PanelClient
+from bot.panel.errors import PanelBusy
 from bot.panel.pacing import Priority, Refusal, RequestPacer, RequestQueue, Ticket
+from tests.fakes.emulator import Emulator, FakeServer, RecordedRequest
+from tests.waiting import wait_until
 
 
 def test_pacer_bursts_then_spreads() -> None:
@@ -117,3 +126,60 @@ def test_a_cancelled_request_leaves_the_line() -> None:
     queue.cancel(gone)
     assert queue.poll(1.0).granted == (stays,)
     assert queue.poll(5.0).wake_in is None
+
+
+# -- against the emulator's rate limiter ---------------------------------------------------------------------
+
+
+async def test_with_the_window_spent_views_fail_fast_and_credentials_go_first_when_it_reopens() -> None:
+    async with Emulator(rate_limit=4, rate_window=2.0) as emu:
+        srv = emu.add_server("Survival", state="running")
+        await _spend_the_window(emu)  # the key's user spent it elsewhere (the panel's web UI counts too)
+        async with PanelClient(emu.panel_url, emu.api_key, view_wait=0.5) as panel:
+            started = time.monotonic()
+            with pytest.raises(PanelBusy) as info:  # sent, met a 429 for ~2 s: not worth waiting for
+                await panel.resources(srv.identifier)
+            assert time.monotonic() - started < 0.5 and info.value.retry_after > 1.0
+            assert "request budget is spent" in str(info.value)
+            # An admin's action and a connection's credentials wait for the window to reopen ...
+            action = asyncio.create_task(panel.get_server(srv.identifier))
+            await wait_until(lambda: panel.scheduler.waiting == 1)
+            credentials = asyncio.create_task(panel.websocket_credentials(srv.identifier))
+            await wait_until(lambda: panel.scheduler.waiting == 2)
+            started = time.monotonic()
+            with pytest.raises(PanelBusy):  # ... while a view is refused without a place in line
+                await panel.resources(srv.identifier, priority=Priority.VIEW)
+            assert time.monotonic() - started < 0.1
+            creds = await asyncio.wait_for(credentials, 5)
+            details = await asyncio.wait_for(action, 5)
+        assert creds.token and details.server.uuid == srv.uuid
+        sent = [r.path.rsplit("/", 1)[-1] for r in _server_requests(emu, srv)]
+        assert sent == ["resources", "websocket", srv.identifier]  # the credentials went first
+
+
+async def _spend_the_window(emu: Emulator) -> None:
+    headers = {"Authorization": f"Bearer {emu.api_key}", "Accept": "application/json"}
+    async with aiohttp.ClientSession(emu.panel_url, headers=headers) as http:
+        for _ in range(emu.rate_limit):
+            async with http.get("/api/client/account") as resp:
+                assert resp.status == 200
+        async with http.get("/api/client/account") as resp:
+            assert resp.status == 429
+
+
+def _server_requests(emu: Emulator, srv: FakeServer) -> list[RecordedRequest]:
+    return [r for r in emu.requests if f"/servers/{srv.identifier}" in r.path]
+
+
+async def test_a_request_cancelled_while_waiting_gives_its_place_to_the_next() -> None:
+    async with Emulator() as emu:
+        srv = emu.add_server("Survival")
+        async with PanelClient(emu.panel_url, emu.api_key) as panel:
+            panel.scheduler.block(0.5)
+            gone = asyncio.create_task(panel.get_server(srv.identifier))
+            stays = asyncio.create_task(panel.get_server(srv.identifier))
+            await wait_until(lambda: panel.scheduler.waiting == 2)
+            gone.cancel()
+            await wait_until(lambda: panel.scheduler.waiting == 1)
+            assert (await asyncio.wait_for(stays, 5)).server.name == "Survival"
+        assert len(_server_requests(emu, srv)) == 1
