@@ -185,11 +185,21 @@ async def test_429_gives_up_after_bounded_retries(emu: Emulator) -> None:
 
 async def test_429_longer_than_allowed_wait_is_raised_at_once(emu: Emulator) -> None:
     srv = emu.add_server("Survival")
-    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=120)
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=50)
     async with PanelClient(emu.panel_url, emu.api_key, max_retry_wait=5) as panel:
         with pytest.raises(PanelRateLimited) as info:
             await panel.get_server(srv.identifier)
-    assert info.value.retry_after == 120
+    assert info.value.retry_after == 50
+
+
+async def test_a_garbage_retry_after_blocks_for_at_most_a_window(emu: Emulator) -> None:
+    srv = emu.add_server("Survival")
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=10**9)
+    async with PanelClient(emu.panel_url, emu.api_key, max_retry_wait=5) as panel:
+        with pytest.raises(PanelRateLimited) as info:
+            await panel.get_server(srv.identifier)
+        assert info.value.retry_after == 60
+        assert panel.pacer.delay(time.monotonic()) <= 60
 
 
 async def test_real_rate_limiter_window(emu: Emulator) -> None:

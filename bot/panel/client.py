@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 POWER_SIGNALS = ("start", "stop", "restart", "kill")
 MAX_BODY = 8 * 1024 * 1024  # a page of 100 servers is a few hundred KiB; more is not the panel talking
+MAX_RETRY_AFTER = 60.0
 MAX_PAGES = 100  # 10,000 servers at 100 a page: a larger claim is not believed
 
 
@@ -228,11 +229,13 @@ def _seg(server: str) -> str:
 
 
 def _retry_after(raw: str | None) -> float:
+    """`Retry-After` in seconds: 1 when absent or unreadable, at most a panel window (a 429 costs nothing, so
+    trying again after a minute is cheap, while a garbage header must not stop every request for years)."""
     try:
         value = float(raw) if raw else 1.0
     except ValueError:
         return 1.0
-    return max(0.0, value) if math.isfinite(value) else 1.0
+    return min(MAX_RETRY_AFTER, max(0.0, value)) if math.isfinite(value) else 1.0
 
 
 async def _read_body(resp: aiohttp.ClientResponse) -> bytes:

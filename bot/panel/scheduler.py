@@ -69,12 +69,15 @@ class RequestScheduler:
 
     def close(self) -> None:
         """Stop the timer (whoever still waits is cancelled with its own task)."""
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _poll(self) -> None:
-        self.close()
+        self._cancel_timer()
         result = self._queue.poll(self._clock())
         for ticket in result.granted:
             future = self._futures.pop(ticket, None)
