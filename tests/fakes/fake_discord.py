@@ -1240,7 +1240,6 @@ class FakeDiscord:
             inter.webhook_messages.pop(int(obj["id"]), None)
         return _no_content()
 
-
     # -- the application and the bot's guilds, as `wingbeat check` and health checks read them --------------
 
     # Application settings from the developer portal (GET /oauth2/applications/@me): the "Public Bot" switch,
