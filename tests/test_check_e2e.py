@@ -334,7 +334,9 @@ async def test_missing_channel_permission_is_named(world: World) -> None:
     world.fake.guilds[GUILD].set_overwrite(CONSOLE, GUILD, deny=ATTACH_FILES)  # @everyone may not attach
     code, out = await world.check()
     assert code == 1
-    assert lines(out)["Linked channels"].startswith("✗ Linked channels: 1 of 2 channels cannot be used")
+    assert lines(out)["Linked channels"].startswith(
+        "✗ Linked channels: the bot cannot work in 1 of 2 channels"
+    )
     detail = fix_after(out, "Linked channels")
     assert f"#console ({CONSOLE}), linked to a1b2c3d4: the bot lacks Attach Files" in detail
     assert "#other" not in detail

@@ -50,6 +50,15 @@ def test_panel_answers() -> None:
     assert other.failed and "without /api" in other.fix
 
 
+def test_urls_are_printed_without_credentials() -> None:
+    assert v.display_url("https://user:pw@panel.example.com:8443/x") == "https://panel.example.com:8443/x"
+    assert v.display_url("https://panel.example.com") == "https://panel.example.com"
+    line = v.settings_loaded(
+        panel_url="https://u:secret@p.example", guilds=2, console_input=False, source="env"
+    )
+    assert "secret" not in line.text and "https://p.example" in line.text
+
+
 def test_missing_permissions_follow_wings() -> None:
     assert v.missing_permissions({"*"}) == ()
     assert v.missing_permissions({"*", "admin.websocket.errors"}) == ()
@@ -222,7 +231,7 @@ def test_channels_line() -> None:
     bad = v.ChannelFacts(2, ("a1b2c3d4", "e5f6a7b8"), "logs", missing=("Attach Files",))
     gone = v.ChannelFacts(3, ("a1b2c3d4",), error="the channel no longer exists")
     line = v.channels_line([good, bad, gone])
-    assert line.failed and line.text == "2 of 3 channels cannot be used as they are"
+    assert line.failed and line.text == "the bot cannot work in 2 of 3 channels"
     assert line.details == (
         "#logs (2), linked to a1b2c3d4, e5f6a7b8: the bot lacks Attach Files",
         "3, linked to a1b2c3d4: the channel no longer exists",

@@ -29,6 +29,7 @@ from bot.check.verdicts import (
     ServerFacts,
     WingsFacts,
     WingsOutcome,
+    display_url,
 )
 from bot.panel.client import PanelClient
 from bot.panel.errors import (
@@ -48,6 +49,13 @@ log = logging.getLogger(__name__)
 
 async def probe_panel(client: PanelClient) -> PanelFacts:
     """The panel's answer to `GET /api/client/account`: does it answer, and does it take the key?"""
+    facts = await _ask_account(client)
+    # A PANEL_URL may carry user:password@ (a proxy's basic auth): never printed.
+    shown = display_url(client.base_url)
+    return replace(facts, url=shown, message=facts.message.replace(client.base_url, shown))
+
+
+async def _ask_account(client: PanelClient) -> PanelFacts:
     url = client.base_url
     try:
         account = await client.account()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit, urlunsplit
 
 import discord
 
@@ -56,6 +57,14 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def display_url(url: str) -> str:
+    """`url` without any `user:password@` part, for printing."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 # -- settings ------------------------------------------------------------------------------------------------
 
 
@@ -72,7 +81,7 @@ def settings_failed(reason: str) -> Line:
 def settings_loaded(*, panel_url: str, guilds: int, console_input: bool, source: str) -> Line:
     return _pass(
         "Settings",
-        f"complete ({source}); panel {panel_url}, {_plural(guilds, 'guild')} in GUILD_IDS, "
+        f"complete (read from {source}); panel {display_url(panel_url)}, {_plural(guilds, 'guild')} in GUILD_IDS, "
         f"CONSOLE_INPUT {'on' if console_input else 'off'}",
     )
 
@@ -571,7 +580,7 @@ def channels_line(channels: Sequence[ChannelFacts], store_note: str = "") -> Lin
         return _pass(title, f"{count}, with every permission the bot needs ({names})")
     return _fail(
         title,
-        f"{len(problems)} of {count} cannot be used as they are",
+        f"the bot cannot work in {len(problems)} of {count}",
         "Grant the bot's role these permissions in each channel (Edit Channel → Permissions), or unlink a "
         "channel that is gone with /console unlink.",
         problems,
