@@ -105,6 +105,25 @@ class PostgresCluster:
             raise RuntimeError(f"createdb failed ({done.returncode}): {done.stderr.strip()}")
         return self.dsn(name)
 
+    def terminate_sessions(self, application_name: str) -> int:
+        """End every session of that application, server side, and wait until they are gone; how many ended.
+
+        Synchronous on purpose: called from a test, it blocks the event loop, so a client cannot have noticed
+        by the time it next uses the connection (as after a failover or an operator's pg_terminate_backend).
+        """
+        name = application_name.replace("'", "''")
+        # In the select list, not the WHERE clause: there the planner may call it before filtering by name.
+        query = (
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
+            f" WHERE application_name = '{name}'"
+        )
+        command = [str(self.bindir / "psql"), "-h", str(self.folder), "-p", str(self.port), "-U", SERVICE_USER,
+                   "-d", "postgres", "-At", "-c", query]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql failed ({done.returncode}): {done.stderr.strip()}")
+        return int(done.stdout.strip())
+
     def stop(self) -> None:
         """Stop the server the way an operator would (fast: sessions are ended, data is kept)."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")

@@ -805,6 +805,24 @@ async def test_postgres_store_survives_a_server_restart(
         assert [link.channel_id for link in await s.links()] == [1, 2, 3]
 
 
+async def test_postgres_reads_survive_connections_the_server_ended(
+    postgres_cluster: PostgresCluster, postgres_dsn: str
+) -> None:
+    # The client learns its connection is gone only when it next uses it; a read is tried again on a fresh one.
+    # A write is not (it may have been applied): it fails as a StoreError, and the next one goes through.
+    async with await Store.open(postgres_dsn) as s:
+        for n in range(5):
+            assert postgres_cluster.terminate_sessions("wingbeat") >= 1
+            assert len(await s.links()) == n
+            assert postgres_cluster.terminate_sessions("wingbeat") >= 1
+            try:
+                await s.set_meta("round", str(n))
+            except StoreError:
+                await s.set_meta("round", str(n))
+            assert await s.add_link(make_link(channel=n))
+            assert await s.get_meta("round") == str(n)
+
+
 def shows(exc: BaseException, secret: str) -> bool:
     return secret in "".join(traceback.format_exception(exc)) or secret in repr(exc)
 

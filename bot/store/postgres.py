@@ -1,7 +1,8 @@
 """The PostgreSQL store (asyncpg): one database shared by several Wingbeat processes.
 
-Statements go through a small connection pool; a connection the server dropped (restart, failover) is
-replaced by the pool on the next use, and a read that meets a dropped connection is tried once more.
+Statements go through a small connection pool. A connection the server dropped (restart, failover, an
+operator ending sessions) is replaced: a read that meets one is tried once more on a fresh connection; a
+write is not, since it may have been applied, and fails as StoreError (the next write goes through).
 Upgrades run one step per transaction under a transaction-scoped advisory lock, so processes starting at
 once upgrade the schema exactly once between them; a transaction lock also survives the pool's reset of
 connections, which drops session locks.
@@ -45,8 +46,19 @@ COMMAND_TIMEOUT = 30.0  # seconds one statement may take
 POOL_SIZE = 4  # the bot's writes are short; a few connections keep a slow query from stalling the rest
 CLOSE_TIMEOUT = 10.0
 
+IDLE_LIFETIME = 60.0  # seconds an unused connection is kept: a firewall may drop idle ones without a word
 # What a broken connection or an unreachable server raises, as opposed to an error in a statement.
-_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+# InternalClientError is what asyncpg raises for a connection whose loss it has not processed yet.
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 def describe(dsn: str) -> str:
@@ -117,6 +129,7 @@ class PostgresStore(SqlStore):
                 max_size=pool_size,
                 timeout=CONNECT_TIMEOUT,
                 command_timeout=COMMAND_TIMEOUT,
+                max_inactive_connection_lifetime=IDLE_LIFETIME,
                 server_settings={"application_name": "wingbeat"},
             )
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
@@ -193,6 +206,10 @@ class PostgresStore(SqlStore):
             async with self._pool.acquire() as conn:
                 yield conn
         except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            if isinstance(exc, _CONNECTION_ERRORS):
+                # The server ended this connection, and most likely the others too (restart, failover): have
+                # the pool open new ones, or it could hand out one whose loss asyncpg has not processed yet.
+                await self._pool.expire_connections()
             error = self._error(f"PostgreSQL at {self._location} failed", exc)
             raise error from error.__cause__
 
