@@ -3,8 +3,9 @@
 A driver (SQLite, PostgreSQL) supplies four primitives: run a statement and count the rows it touched, fetch
 rows, insert and return the new id, and convert timestamps to and from its column type. The SQL here keeps
 to what both databases read alike (`?` placeholders, `INSERT … ON CONFLICT`); the one thing they order
-differently, text, goes through `_nocase` and `_binary`. Every change is one statement, so no method needs
-a transaction and several processes sharing one PostgreSQL database stay consistent.
+differently, text, goes through `_nocase` and `_binary`. Every change is one statement, or two that are each
+right on their own (a grant: insert, else update), so no method needs a transaction and several processes
+sharing one PostgreSQL database stay consistent.
 """
 
 from __future__ import annotations
