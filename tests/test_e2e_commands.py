@@ -212,7 +212,7 @@ async def test_health_reports_each_connection(rig: Rig) -> None:
     inter = await rig.run("health")
     assert inter.ephemeral
     assert "Creative" in inter.text and "connected" in inter.text
-    assert "token expires in" in inter.text and "reconnects" in inter.text
+    assert "token expires <t:" in inter.text and "reconnects" in inter.text
 
 
 async def test_console_link_list_unlink(rig: Rig) -> None:

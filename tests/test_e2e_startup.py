@@ -113,7 +113,7 @@ async def test_a_panel_that_is_down_does_not_stop_start_up(tmp_path: Path) -> No
         build_world(fake)
         settings = settings_for(emu, fake, tmp_path)
         async with running_bot(emu, fake, settings) as rig:
-            await rig.bot.add_link(
+            await rig.bot.links.add(
                 guild_id=GUILD, channel_id=CONSOLE, server=_server("a1b2c3d4", "Survival"), created_by=ADMIN
             )
         down = settings_for(emu, fake, tmp_path, panel_url=f"http://127.0.0.1:{unused_port()}")

@@ -1,0 +1,127 @@
+"""The gate every interaction passes before anything else runs: where it comes from, and who may do what.
+
+`admit` answers what is refused at once, ephemerally and before any defer, so a refusal never shows publicly;
+autocomplete that is refused gets no choices. Slash commands go through the tree (`bot.tree`); buttons,
+selects and modals call `admit` from their own `interaction_check` (`GuardedView` does it for a view).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import discord
+
+from bot.audit import AuditAction, Auditor
+from bot.discord_access import DM_REFUSAL, check_interaction
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Qualified command name -> audit action, for the commands whose every attempt is audited.
+AUDITED_COMMANDS: Mapping[str, str] = {
+    "power": "power",
+    "command": "command",
+    "console link": "link",
+    "console unlink": "unlink",
+}
+NOT_READY = "Wingbeat is still starting; try again in a few seconds."
+
+
+def option_text(options: Sequence[Mapping[str, Any]]) -> str:
+    """A command's options as `name=value` pairs (subcommands' options included), for the audit log."""
+    parts: list[str] = []
+    for option in options:
+        if "options" in option:  # a subcommand (group): its own options follow
+            parts.append(option_text(option["options"]))
+        elif "value" in option:
+            parts.append(f"{option['name']}={option['value']}")
+    return " ".join(p for p in parts if p)
+
+
+class Guard:
+    """Decides whether an interaction may go on, and answers it when not."""
+
+    def __init__(self, settings: Settings, auditor: Auditor) -> None:
+        self._admin_role_ids = settings.admin_role_ids
+        self._auditor = auditor
+
+    def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
+        """Why this interaction may not use Wingbeat at all (whoever sent it), or None."""
+        if interaction.guild_id is None:
+            return DM_REFUSAL
+        return None
+
+    async def admit(self, interaction: discord.Interaction[Any]) -> bool:
+        """True when the interaction may go on; otherwise it has been answered (no choices, or one sentence)."""
+        reason = self.refusal(interaction)
+        if reason is None:
+            return True
+        await refuse(interaction, reason)
+        return False
+
+    async def admit_command(self, interaction: discord.Interaction[Any]) -> bool:
+        """`admit`, then the member's access to the command; audited commands' refusals are audited."""
+        if not await self.admit(interaction):
+            return False
+        if interaction.type is discord.InteractionType.autocomplete:
+            return True
+        command = interaction.command
+        name = command.qualified_name if command is not None else ""
+        verdict = check_interaction(interaction, name, self._admin_role_ids)
+        if verdict.allowed:
+            return True
+        await refuse(interaction, verdict.reason)
+        log.info("refused /%s for user %d in guild %s", name, interaction.user.id, interaction.guild_id)
+        action = AUDITED_COMMANDS.get(name)
+        if action is not None:
+            data: Mapping[str, Any] = interaction.data or {}
+            arguments = option_text(data.get("options") or [])
+            await self._auditor.record(
+                AuditAction.by(interaction, server=None, action=action, arguments=arguments),
+                f"refused: {verdict.reason}",
+            )
+        return False
+
+
+@runtime_checkable
+class Guarded(Protocol):
+    """A client with a guard (the bot, once its `setup_hook` ran)."""
+
+    guard: Guard
+
+
+async def admit(interaction: discord.Interaction[Any]) -> bool:
+    """The guard's verdict for a component or modal interaction; call it from `interaction_check`."""
+    client = interaction.client
+    if not isinstance(client, Guarded):
+        await refuse(interaction, NOT_READY)
+        return False
+    return await client.guard.admit(interaction)
+
+
+async def admit_command(interaction: discord.Interaction[Any]) -> bool:
+    """The guard's verdict for a slash command or its autocomplete (the command tree's check)."""
+    client = interaction.client
+    if not isinstance(client, Guarded):
+        await refuse(interaction, NOT_READY)
+        return False
+    return await client.guard.admit_command(interaction)
+
+
+class GuardedView(discord.ui.View):
+    """A view whose every item passes the guard first (buttons, selects)."""
+
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
+        return await admit(interaction)
+
+
+async def refuse(interaction: discord.Interaction[Any], reason: str) -> None:
+    """Answer at once with `reason`, only for the member (autocomplete: no choices)."""
+    if interaction.response.is_done():
+        return
+    if interaction.type is discord.InteractionType.autocomplete:
+        await interaction.response.autocomplete([])
+    else:
+        await interaction.response.send_message(reason, ephemeral=True)

@@ -1,0 +1,80 @@
+"""Console links' lifecycle: saved in the store, running in the relay, audited when Wingbeat changes them."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from bot.audit import WINGBEAT_USER, AuditAction, Auditor
+from bot.panel.models import Server
+from bot.relay.service import ConsoleRelay
+from bot.store import How, Link, Store
+
+log = logging.getLogger(__name__)
+
+
+class LinkService:
+    """Adds, removes and restores console links, and handles the relay or Discord taking one away."""
+
+    def __init__(self, store: Store, relay: ConsoleRelay, auditor: Auditor) -> None:
+        self._store = store
+        self._relay = relay
+        self._auditor = auditor
+
+    async def guild_links(self, guild_id: int) -> list[Link]:
+        """The guild's saved links."""
+        return await self._store.links(guild_id)
+
+    async def add(self, *, guild_id: int, channel_id: int, server: Server, created_by: int) -> bool:
+        """Save and start a console link; False when that channel already mirrors that server."""
+        link = Link(guild_id, channel_id, server.identifier, server.name, created_by, datetime.now(UTC))
+        added = await self._store.add_link(link)
+        try:
+            await self._relay.link(server.identifier, channel_id, server_name=server.name)
+        except BaseException:
+            if added:
+                await self._store.remove_link(channel_id, server.identifier)
+            raise
+        return added
+
+    async def remove(self, *, channel_id: int, server_identifier: str) -> bool:
+        """Stop and forget a console link; False when there was none."""
+        removed = await self._store.remove_link(channel_id, server_identifier)
+        relay_removed = await self._relay.unlink(server_identifier, channel_id)
+        return removed or relay_removed
+
+    async def restore(self) -> None:
+        """Start every saved link (at start-up); one that fails is logged and the others go on."""
+        links = await self._store.links()
+        restored = 0
+        for link in links:
+            try:
+                await self._relay.link(link.server_identifier, link.channel_id, server_name=link.server_name)
+                restored += 1
+            except Exception:
+                log.exception("could not restore the link %s -> %d", link.server_identifier, link.channel_id)
+        if links:
+            log.info("restored %d of %d console link(s)", restored, len(links))
+
+    async def relay_stopped(self, channel_id: int, server: str, reason: str) -> None:
+        """The relay gave up on a channel (Discord refused it): forget the link and say why."""
+        log.warning("console link %s -> %d stopped: %s", server, channel_id, reason)
+        saved = await self._store.links_for_server(server)
+        guild_id = next((link.guild_id for link in saved if link.channel_id == channel_id), None)
+        await self._store.remove_link(channel_id, server)
+        await self._audit_removal(guild_id, channel_id, server, reason)
+
+    async def channel_deleted(self, guild_id: int, channel_id: int) -> None:
+        """A channel was deleted: its links go, each audited."""
+        saved = {
+            link.server_identifier
+            for link in await self._store.links(guild_id)
+            if link.channel_id == channel_id
+        }
+        for server in sorted(saved | set(self._relay.servers_for_channel(channel_id))):
+            await self.remove(channel_id=channel_id, server_identifier=server)
+            await self._audit_removal(guild_id, channel_id, server, "the channel was deleted")
+
+    async def _audit_removal(self, guild_id: int | None, channel_id: int, server: str, reason: str) -> None:
+        action = AuditAction(guild_id, WINGBEAT_USER, server, "unlink", f"channel={channel_id}", How.WINGBEAT)
+        await self._auditor.record(action, f"removed by Wingbeat: {reason}")
