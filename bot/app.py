@@ -2,7 +2,8 @@
 
 `setup_hook` opens the store, the panel client, the Wings connection manager and the console relay, builds the
 services cogs call (links, audit, server views, health reports, the guard), loads the cogs, syncs the slash
-commands only when they changed, and restores the saved console links. Cogs only translate Discord input
+commands to the allowed guilds only when they changed (bot.command_sync), and restores the saved console
+links of the allowed guilds. Cogs only translate Discord input
 into calls on what hangs here.
 """
 
@@ -10,21 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 from urllib.parse import urlsplit
 
 import discord
 import yarl
-from discord import app_commands
 from discord.ext import commands
 
 from bot.audit import Auditor
 from bot.catalog import ServerCatalog
+from bot.command_sync import SyncResult, sync_commands
 from bot.guard import Guard
 from bot.health_report import HealthReports
 from bot.links import LinkService
@@ -41,18 +39,6 @@ from bot.wings.manager import ConnectionManager
 log = logging.getLogger(__name__)
 
 INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.servers", "cogs.control", "cogs.console", "cogs.health")
-SYNC_META_PREFIX = "commands.synced:"
-
-
-# -- command sync --------------------------------------------------------------------------------------------
-
-
-def commands_hash(tree: app_commands.CommandTree[Any]) -> str:
-    """A stable hash of the global command payloads; equal hashes mean syncing would change nothing."""
-    payload = [command.to_dict(tree) for command in tree.get_commands()]
-    payload.sort(key=lambda c: (int(c.get("type", 1)), str(c["name"])))
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # -- Discord endpoints --------------------------------------------------------------------------------------
@@ -136,7 +122,7 @@ class WingbeatBot(commands.Bot):
         self._extensions = tuple(extensions)
         self._resources = contextlib.AsyncExitStack()
         self._closing = False
-        self.synced_scopes: list[str] = []  # what the last start-up actually pushed to Discord
+        self.command_sync = SyncResult((), (), 0)  # what the last start-up changed on Discord's side
         self.ready_logged = False
 
     # start-up
@@ -173,8 +159,8 @@ class WingbeatBot(commands.Bot):
         self.guard = Guard(settings, self.auditor)
         for name in self._extensions:
             await self.load_extension(name)
-        await self._sync_commands()
-        await self.links.restore()
+        self.command_sync = await sync_commands(self, self.tree, self.store, settings.guild_ids)
+        await self.links.restore(self.guard.allowed_guilds)
         self.catalog.start()
 
     def _closes(self, what: str, close: Callable[[], Awaitable[None]]) -> None:
@@ -188,28 +174,6 @@ class WingbeatBot(commands.Bot):
 
         self._resources.push_async_callback(closing)
 
-    async def _sync_commands(self) -> None:
-        digest = commands_hash(self.tree)
-        targets: list[discord.Object | None] = [discord.Object(g) for g in self.settings.guild_ids] or [None]
-        self.synced_scopes = []
-        for target in targets:
-            scope = "global" if target is None else f"guild:{target.id}"
-            if target is not None:
-                # Every start, synced or not, so the local tree mirrors what Discord has registered.
-                self.tree.copy_global_to(guild=target)
-            key = SYNC_META_PREFIX + scope
-            if await self.store.get_meta(key) == digest:
-                log.info("slash commands unchanged for %s; not syncing", scope)
-                continue
-            try:
-                synced = await self.tree.sync(guild=target)
-            except discord.HTTPException as exc:
-                log.error("could not sync slash commands to %s: %s", scope, exc)
-                continue
-            await self.store.set_meta(key, digest)
-            self.synced_scopes.append(scope)
-            log.info("synced %d slash commands to %s", len(synced), scope)
-
     async def on_ready(self) -> None:
         if not self.ready_logged:
             self.ready_logged = True
@@ -218,6 +182,12 @@ class WingbeatBot(commands.Bot):
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        self.guard.note_guild(guild.id, guild.name)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        self.guard.note_guild(guild.id, guild.name)
 
     # events the link service handles
 

@@ -1,5 +1,9 @@
 """The gate every interaction passes before anything else runs: where it comes from, and who may do what.
 
+Wingbeat holds one panel key, so only the guilds in `GUILD_IDS` may use it: anything from another guild (or a
+DM) is refused with one sentence before it reaches the panel, Wings or the store, not even as an audit row
+(a foreign guild could otherwise fill the audit log). See docs/behaviour.md, "Who may use Wingbeat".
+
 `admit` answers what is refused at once, ephemerally and before any defer, so a refusal never shows publicly;
 autocomplete that is refused gets no choices. Slash commands go through the tree (`bot.tree`); buttons,
 selects and modals call `admit` from their own `interaction_check` (`GuardedView` does it for a view).
@@ -8,7 +12,7 @@ selects and modals call `admit` from their own `interaction_check` (`GuardedView
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import discord
@@ -29,6 +33,23 @@ AUDITED_COMMANDS: Mapping[str, str] = {
 NOT_READY = "Wingbeat is still starting; try again in a few seconds."
 
 
+def foreign_guild_refusal(guild_id: int) -> str:
+    """The one sentence a guild outside `GUILD_IDS` gets, naming the fix."""
+    return (
+        "This Discord server is not allowed to use Wingbeat; its operator must add this server's ID "
+        f"({guild_id}) to GUILD_IDS."
+    )
+
+
+def refuse_foreign(interaction: discord.Interaction[Any], allowed_guilds: Collection[int]) -> str | None:
+    """The refusal for an interaction from outside the allowed guilds (a DM included), or None."""
+    if interaction.guild_id is None:
+        return DM_REFUSAL
+    if interaction.guild_id not in allowed_guilds:
+        return foreign_guild_refusal(interaction.guild_id)
+    return None
+
+
 def option_text(options: Sequence[Mapping[str, Any]]) -> str:
     """A command's options as `name=value` pairs (subcommands' options included), for the audit log."""
     parts: list[str] = []
@@ -44,14 +65,34 @@ class Guard:
     """Decides whether an interaction may go on, and answers it when not."""
 
     def __init__(self, settings: Settings, auditor: Auditor) -> None:
+        self.allowed_guilds = frozenset(settings.guild_ids)
         self._admin_role_ids = settings.admin_role_ids
         self._auditor = auditor
+        self._warned: set[int] = set()
+
+    def is_allowed(self, guild_id: int | None) -> bool:
+        """True for a guild in `GUILD_IDS` (never for a DM)."""
+        return guild_id is not None and guild_id in self.allowed_guilds
+
+    def note_guild(self, guild_id: int, name: str | None = None) -> None:
+        """Log a guild outside `GUILD_IDS` once (WARNING), the first time the bot sees it or hears from it."""
+        if guild_id in self.allowed_guilds or guild_id in self._warned:
+            return
+        self._warned.add(guild_id)
+        called = f" ({name})" if name else ""
+        log.warning(
+            "the bot is in guild %d%s, which is not in GUILD_IDS: Wingbeat refuses everything from it; "
+            "add its ID to GUILD_IDS to allow it, or remove the bot from it",
+            guild_id,
+            called,
+        )
 
     def refusal(self, interaction: discord.Interaction[Any]) -> str | None:
         """Why this interaction may not use Wingbeat at all (whoever sent it), or None."""
-        if interaction.guild_id is None:
-            return DM_REFUSAL
-        return None
+        reason = refuse_foreign(interaction, self.allowed_guilds)
+        if reason is not None and interaction.guild_id is not None:
+            self.note_guild(interaction.guild_id)
+        return reason
 
     async def admit(self, interaction: discord.Interaction[Any]) -> bool:
         """True when the interaction may go on; otherwise it has been answered (no choices, or one sentence)."""

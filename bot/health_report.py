@@ -61,13 +61,19 @@ class HealthReports:
             for link in await self._store.links(guild_id)
         ]
 
-    def snapshot(self) -> HealthSnapshot:
-        """Every open Wings connection with its links' relay figures."""
+    async def snapshot(self, guild_id: int) -> HealthSnapshot:
+        """Every open Wings connection, with the relay figures of this guild's links only.
+
+        The servers are the panel key's, the same for every allowed guild (anyone there may list them), so each
+        guild sees every connection; links belong to a guild, so another guild's links are never counted.
+        """
         names = {s.identifier: s.name for s in self._catalog.servers}
+        own = {(link.server_identifier, link.channel_id) for link in await self._store.links(guild_id)}
         links: dict[str, list[LinkHealth]] = {}
         for link in self._relay.link_health():
-            links.setdefault(link.server, []).append(link)
-            names.setdefault(link.server, link.server_name)
+            if (link.server, link.channel_id) in own:
+                links.setdefault(link.server, []).append(link)
+                names.setdefault(link.server, link.server_name)
         servers = tuple(
             ServerReport(h, names.get(h.server), tuple(links.get(h.server, ())))
             for h in self._manager.health()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from bot.audit import WINGBEAT_USER, AuditAction, Auditor
@@ -43,11 +44,23 @@ class LinkService:
         relay_removed = await self._relay.unlink(server_identifier, channel_id)
         return removed or relay_removed
 
-    async def restore(self) -> None:
-        """Start every saved link (at start-up); one that fails is logged and the others go on."""
+    async def restore(self, allowed_guilds: Collection[int]) -> None:
+        """Start every saved link of the allowed guilds (at start-up); one that fails is logged, the others go on.
+
+        Links of a guild no longer in `GUILD_IDS` are kept in the store but not started: its channels must not
+        see the console, and they come back if the guild is allowed again.
+        """
         links = await self._store.links()
         restored = 0
         for link in links:
+            if link.guild_id not in allowed_guilds:
+                log.warning(
+                    "not restoring the link %s -> %d: guild %d is not in GUILD_IDS",
+                    link.server_identifier,
+                    link.channel_id,
+                    link.guild_id,
+                )
+                continue
             try:
                 await self._relay.link(link.server_identifier, link.channel_id, server_name=link.server_name)
                 restored += 1

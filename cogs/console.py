@@ -192,6 +192,11 @@ class ConsoleCog(commands.Cog):
             return
         if message.guild is None or message.author.bot or message.webhook_id is not None:
             return
+        if not self.bot.guard.is_allowed(message.guild.id):
+            # Never a command, and no answer either: the channel of a guild that may not use Wingbeat is no
+            # place for the bot to talk, and every message there would need one. The operator sees it logged.
+            self.bot.guard.note_guild(message.guild.id, message.guild.name)
+            return
         servers = self.bot.relay.servers_for_channel(message.channel.id)
         if not servers or not message.content:
             return

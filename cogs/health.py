@@ -30,7 +30,7 @@ def server_line(report: ServerReport) -> str:
     if report.links:
         pending = sum(h.pending_lines for h in report.links)
         dropped = sum(h.dropped for h in report.links)
-        parts.append(f"{plural(len(report.links), 'link')}, backlog {pending} lines")
+        parts.append(f"{plural(len(report.links), 'link')} here, backlog {pending} lines")
         if dropped:
             parts.append(f"{dropped} lines dropped")
     if health.stopped_reason:
@@ -49,7 +49,8 @@ class HealthCog(commands.Cog):
     @app_commands.command(name="health", description="Wings connection and console relay health per server")
     @app_commands.guild_only()
     async def health(self, interaction: discord.Interaction[WingbeatBot]) -> None:
-        snapshot = self.bot.reports.snapshot()
+        assert interaction.guild_id is not None  # the guard refuses DMs
+        snapshot = await self.bot.reports.snapshot(interaction.guild_id)
         header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
         if not snapshot.servers:
             await reply(interaction, f"{header}\nNo Wings connections are open.", ephemeral=True)

@@ -289,6 +289,22 @@ class FakeDiscord:
         self._dispatch_soon("GUILD_CREATE", guild.payload())
         return guild
 
+    # -- discord helper: commands an earlier run left registered ------------------------------------------------
+
+    def register_commands(self, scope: int | None, payloads: list[dict[str, Any]]) -> None:
+        """Registers commands as an earlier run of the bot would have (scope None: global).
+
+        Like Discord, the fake dispatches a global command from any guild the bot is in (and from DMs),
+        whatever the guild's own commands are, until the application replaces them.
+        """
+        self._register(scope, [dict(p) for p in payloads])
+
+    def registered_commands(self, scope: int | None) -> list[dict[str, Any]]:
+        """What Discord holds for a scope now (None: global)."""
+        return list(self._registered.get(scope, []))
+
+    # -- end of discord helper --------------------------------------------------------------------------------
+
     def channel(self, channel_id: int) -> FakeChannel | None:
         for guild in self.guilds.values():
             if channel_id in guild.channels:
@@ -987,6 +1003,9 @@ class FakeDiscord:
         payload = json.loads(await request.read())
         self.command_put_count += 1
         self.synced_commands[scope] = payload
+        return _json(self._register(scope, payload))
+
+    def _register(self, scope: int | None, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
         echoed = []
         for cmd in payload:
             key = (scope, cmd["name"], int(cmd.get("type", 1)))
@@ -1008,7 +1027,7 @@ class FakeDiscord:
                 }
             )
         self._registered[scope] = echoed
-        return _json(echoed)
+        return echoed
 
     async def _get_commands(self, request: web.Request) -> web.Response:
         scope = int(request.match_info["guild_id"]) if "guild_id" in request.match_info else None
