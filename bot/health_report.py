@@ -31,10 +31,12 @@ class ServerReport:
 
 @dataclass(frozen=True, slots=True)
 class HealthSnapshot:
-    """Everything `/health` shows: the panel's last error (None: reachable) and each connection."""
+    """Everything `/health` shows: the panel's last error (None: reachable), each connection, and the
+    guild's links Discord refused (stopped)."""
 
     panel_error: str | None
     servers: tuple[ServerReport, ...]
+    stopped_links: tuple[Link, ...]
 
 
 class HealthReports:
@@ -68,7 +70,8 @@ class HealthReports:
         guild sees every connection; links belong to a guild, so another guild's links are never counted.
         """
         names = {s.identifier: s.name for s in self._catalog.servers}
-        own = {(link.server_identifier, link.channel_id) for link in await self._store.links(guild_id)}
+        saved = await self._store.links(guild_id)
+        own = {(link.server_identifier, link.channel_id) for link in saved}
         links: dict[str, list[LinkHealth]] = {}
         for link in self._relay.link_health():
             if (link.server, link.channel_id) in own:
@@ -78,4 +81,5 @@ class HealthReports:
             ServerReport(h, names.get(h.server), tuple(links.get(h.server, ())))
             for h in self._manager.health()
         )
-        return HealthSnapshot(self._catalog.last_error, servers)
+        stopped = tuple(link for link in saved if link.stopped)
+        return HealthSnapshot(self._catalog.last_error, servers, stopped)

@@ -48,7 +48,8 @@ class LinkService:
         """Start every saved link of the allowed guilds (at start-up); one that fails is logged, the others go on.
 
         Links of a guild no longer in `GUILD_IDS` are kept in the store but not started: its channels must not
-        see the console, and they come back if the guild is allowed again.
+        see the console, and they come back if the guild is allowed again. Links Discord refused last time
+        (stopped) are tried again: the channel may be back, or the permission given.
         """
         links = await self._store.links()
         restored = 0
@@ -62,6 +63,8 @@ class LinkService:
                 )
                 continue
             try:
+                if link.stopped:
+                    await self._store.set_link_stopped(link.channel_id, link.server_identifier, None)
                 await self._relay.link(link.server_identifier, link.channel_id, server_name=link.server_name)
                 restored += 1
             except Exception:
@@ -70,12 +73,19 @@ class LinkService:
             log.info("restored %d of %d console link(s)", restored, len(links))
 
     async def relay_stopped(self, channel_id: int, server: str, reason: str) -> None:
-        """The relay gave up on a channel (Discord refused it): forget the link and say why."""
+        """The relay gave up on a channel (Discord refused it): keep the link as stopped, with the reason.
+
+        It is shown so in /console list and /health, and tried again at the next start or when an admin links
+        it again; only deleting the channel or unlinking removes it.
+        """
         log.warning("console link %s -> %d stopped: %s", server, channel_id, reason)
         saved = await self._store.links_for_server(server)
         guild_id = next((link.guild_id for link in saved if link.channel_id == channel_id), None)
-        await self._store.remove_link(channel_id, server)
-        await self._audit_removal(guild_id, channel_id, server, reason)
+        await self._store.set_link_stopped(channel_id, server, reason)
+        action = AuditAction(
+            guild_id, WINGBEAT_USER, server, "link stopped", f"channel={channel_id}", How.WINGBEAT
+        )
+        await self._auditor.record(action, f"stopped by Wingbeat: {reason}")
 
     async def channel_deleted(self, guild_id: int, channel_id: int) -> None:
         """A channel was deleted: its links go, each audited."""

@@ -57,7 +57,9 @@ def _check_bot_can_post(interaction: discord.Interaction[WingbeatBot], channel_i
         names = " and ".join(n.replace("_", " ").title() for n in missing)
         raise Refusal(f"Wingbeat lacks {names} in {target.mention}; grant it there and try again.")
     if not perms.attach_files:
-        return "\nNote: without Attach Files, floods of console output cannot be attached as files."
+        return (
+            "\nNote: without Attach Files, long console output comes as several messages instead of one file."
+        )
     return ""
 
 
@@ -71,6 +73,9 @@ def _link_servers(links: list[Link]) -> list[Server]:
 def link_line(report: LinkReport) -> str:
     """One link of `/console list`: where it goes, its connection, and its relay figures."""
     link, conn, relay = report.link, report.connection, report.relay
+    where = f"{name_label(link.server_name, link.server_identifier)} → <#{link.channel_id}>"
+    if link.stopped_reason:
+        return f"{where} · ⛔ stopped: {link.stopped_reason} (link it again to retry)"
     state = "not open" if conn is None else conn.state.value
     if conn is not None and conn.stopped_reason:
         state += f" ({conn.stopped_reason})"

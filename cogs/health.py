@@ -52,10 +52,15 @@ class HealthCog(commands.Cog):
         assert interaction.guild_id is not None  # the guard refuses DMs
         snapshot = await self.bot.reports.snapshot(interaction.guild_id)
         header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
+        lines = [header, *("• " + server_line(r) for r in snapshot.servers)]
         if not snapshot.servers:
-            await reply(interaction, f"{header}\nNo Wings connections are open.", ephemeral=True)
-            return
-        text = "\n".join([header, *("• " + server_line(r) for r in snapshot.servers)])
+            lines.append("No Wings connections are open.")
+        lines.extend(
+            f"• ⛔ {name_label(link.server_name, link.server_identifier)} → <#{link.channel_id}> stopped: "
+            f"{link.stopped_reason} (link it again to retry)"
+            for link in snapshot.stopped_links
+        )
+        text = "\n".join(lines)
         await reply(
             interaction,
             text,

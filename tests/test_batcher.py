@@ -337,6 +337,50 @@ def test_retry_after_failure_keeps_order_and_backs_off() -> None:
     assert b.due(12.5) == pytest.approx(13.1)  # back to normal pacing
 
 
+def test_a_refused_file_sends_the_same_lines_in_messages_without_files() -> None:
+    b = Batcher(min_interval=1.0)
+    lines = [f"{i:04d} " + "x" * 45 for i in range(300)]
+    for line in lines:
+        b.push_line(line, 0.0)
+    b.push_notice("a notice", 0.0)
+    assert b.take(0.0) is not None  # carries a file...
+    b.files_refused(0.1, pause=60.0)  # ...which the channel refuses
+    assert b.due(0.1) == pytest.approx(0.1)  # at once, not after a back-off
+    shown: list[str] = []
+    t = 0.1
+    messages = []
+    while b.due(t) is not None:
+        t = max(t, b.due(t) or t)
+        out = send(b, t)
+        assert out.attachment is None
+        messages.append(out)
+        shown.extend(block_lines(out))
+    assert shown == lines  # every line once, in order, none only in a lost file
+    assert head_lines(messages[0]) == ["a notice"]
+    assert sum(out.line_count for out in messages) == 300 and len(messages) > 5
+    # the pause ends: a flood goes out with its file again
+    for line in lines:
+        b.push_line(line, t)
+    back = send(b, max(t + 1.0, 60.1))
+    assert back.attachment is not None and attachment_lines(back) == lines
+
+
+def test_without_files_a_line_too_long_for_any_split_still_goes_in_pieces() -> None:
+    b = Batcher(min_interval=1.0, max_split=2)
+    b.push_line("a" * 9000, 0.0)
+    b.push_line("after", 0.0)
+    assert b.take(0.0) is not None
+    b.files_refused(0.0, pause=60.0)
+    pieces: list[str] = []
+    t = 0.0
+    while b.due(t) is not None:
+        t = max(t + 1.0, b.due(t) or t)
+        out = send(b, t)
+        assert out.attachment is None
+        pieces.extend(block_lines(out))
+    assert "".join(pieces[:-1]) == "a" * 9000 and pieces[-1] == "after"
+
+
 def test_failed_piece_of_a_split_line_is_resent() -> None:
     b = Batcher()
     b.push_line("p" * 5000, 0.0)

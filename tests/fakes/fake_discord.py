@@ -36,7 +36,10 @@ import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.fake_discord_models import (
+    ATTACH_FILES,
     EPHEMERAL,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
     Answer,
     FakeChannel,
     FakeGuild,
@@ -1077,6 +1080,9 @@ class FakeDiscord:
     async def _create_message(self, request: web.Request) -> web.Response:
         channel = self._channel_or_404(request)
         payload, files = await self._read_body(request)
+        refused = self._refused(channel, files)
+        if refused is not None:
+            return refused
         invalid = self._invalid(payload, files)
         if invalid is not None:
             return invalid
@@ -1096,6 +1102,23 @@ class FakeDiscord:
         self._messages.setdefault(channel.id, []).append(posted)
         self._message_index[message_id] = posted
         return _json(obj)
+
+    # -- discord helper: what Discord answers a bot that lacks a channel permission ------------------------------
+
+    def _refused(self, channel: FakeChannel, files: list[tuple[str, bytes]]) -> web.Response | None:
+        """403 Missing Access (50001) without View Channel; 403 Missing Permissions (50013) without Send
+        Messages, or without Attach Files for a message with a file."""
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id is not None else None
+        if guild is None:
+            return None
+        perms = guild.channel_permissions(channel.id, self.bot_user_id)
+        if not perms & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not perms & SEND_MESSAGES or (files and not perms & ATTACH_FILES):
+            return _error(403, 50013, "Missing Permissions")
+        return None
+
+    # -- end of discord helper --------------------------------------------------------------------------------
 
     def _posted_or_404(self, request: web.Request) -> PostedMessage:
         self._channel_or_404(request)
