@@ -26,6 +26,8 @@ from bot.wings.connection import ActionRefused, WingsError
 log = logging.getLogger(__name__)
 
 SENT, REFUSED, FAILED = "✅", "⛔", "⚠️"
+# Only what a member typed counts: system messages (a thread named "stop", a pin, a join, a rename…) never do.
+TYPED = (discord.MessageType.default, discord.MessageType.reply)
 # What the bot needs in a channel to mirror a console into it (attachments carry floods and long lines).
 NEEDED = ("view_channel", "send_messages")
 NEEDED_IN_THREADS = ("view_channel", "send_messages_in_threads")
@@ -193,9 +195,12 @@ class ConsoleCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        # Only new messages: an edit (on_message_edit, never listened to) is not a second command.
         if not self.bot.settings.console_input:
             return
         if message.guild is None or message.author.bot or message.webhook_id is not None:
+            return
+        if message.type not in TYPED:
             return
         if not self.bot.guard.is_allowed(message.guild.id):
             # Never a command, and no answer either: the channel of a guild that may not use Wingbeat is no

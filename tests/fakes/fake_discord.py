@@ -370,8 +370,14 @@ class FakeDiscord:
         *,
         bot: bool = False,
         webhook_id: int | None = None,
+        message_type: int = 0,
+        reference: int | None = None,
     ) -> int:
-        """Dispatches MESSAGE_CREATE as if a user typed `content`; returns the message id."""
+        """Dispatches MESSAGE_CREATE as if a user typed `content`; returns the message id.
+
+        `message_type` other than 0 makes it a system message as Discord sends them (4 channel renamed, 6 pinned,
+        7 member joined, 18 thread created: its content is the thread's name; 19 a reply to `reference`).
+        """
         self._require_connection()
         message_id = snowflake()
         guild = self.guilds.get(guild_id) if guild_id is not None else None
@@ -380,7 +386,7 @@ class FakeDiscord:
         data: dict[str, Any] = {
             "id": str(message_id),
             "channel_id": str(channel_id),
-            "type": 0,
+            "type": message_type,
             "content": content,
             "author": user_payload(user_id, name, bot=bot or (member.bot if member else False)),
             "timestamp": iso_now(),
@@ -401,9 +407,24 @@ class FakeDiscord:
                 data["member"] = member.payload(with_user=False)
         if webhook_id is not None:
             data["webhook_id"] = str(webhook_id)
+        if reference is not None:
+            data["message_reference"] = {"message_id": str(reference), "channel_id": str(channel_id)}
+            if guild_id is not None:
+                data["message_reference"]["guild_id"] = str(guild_id)
         self.user_messages[message_id] = data
         self._dispatch_soon("MESSAGE_CREATE", data)
         return message_id
+
+    # -- discord helper: edits ---------------------------------------------------------------------------------
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """Dispatches MESSAGE_UPDATE as if the author edited a message sent with `send_user_message`."""
+        self._require_connection()
+        data = self.user_messages[message_id]
+        data.update(content=content, edited_timestamp=iso_now())
+        self._dispatch_soon("MESSAGE_UPDATE", dict(data))
+
+    # -- end of discord helper --------------------------------------------------------------------------------
 
     async def invoke(
         self,
@@ -629,14 +650,16 @@ class FakeDiscord:
 
     @staticmethod
     def _wants(conn: _GatewayConn, event: str, data: dict[str, Any]) -> bool:
-        if event != "MESSAGE_CREATE":
+        if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
             return True
         needed = INTENT_GUILD_MESSAGES if "guild_id" in data else INTENT_DIRECT_MESSAGES
         return bool(conn.intents & needed)
 
     def _filtered(self, conn: _GatewayConn, event: str, data: dict[str, Any]) -> dict[str, Any]:
         # Without the privileged intent Discord blanks content of guild messages that do not mention us.
-        if event != "MESSAGE_CREATE" or conn.intents & INTENT_MESSAGE_CONTENT or "guild_id" not in data:
+        if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
+            return data
+        if conn.intents & INTENT_MESSAGE_CONTENT or "guild_id" not in data:
             return data
         if f"<@{self.bot_user_id}>" in data.get("content", ""):
             return data
