@@ -25,6 +25,7 @@ from bot.catalog import ServerCatalog
 from bot.command_sync import SyncResult, sync_commands
 from bot.guard import Guard
 from bot.health_report import HealthReports
+from bot.heartbeat import Heartbeat, heartbeat_path
 from bot.links import LinkService
 from bot.panel.client import PanelClient
 from bot.relay.discord_poster import DiscordPoster
@@ -86,6 +87,7 @@ class WingbeatBot(commands.Bot):
     views: ServerViews
     reports: HealthReports
     guard: Guard
+    heartbeat: Heartbeat  # touched while the gateway and loop are alive; read by `wingbeat healthcheck`
 
     def __init__(
         self,
@@ -162,6 +164,8 @@ class WingbeatBot(commands.Bot):
         self.command_sync = await sync_commands(self, self.tree, self.store, settings.guild_ids)
         await self.links.restore(self.guard.allowed_guilds)
         self.catalog.start()
+        self.heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
+        self._closes("heartbeat", self.heartbeat.close)
 
     def _closes(self, what: str, close: Callable[[], Awaitable[None]]) -> None:
         """Close `close`'s resource at shutdown (last opened, first closed); a failure is logged, not raised."""
@@ -179,6 +183,10 @@ class WingbeatBot(commands.Bot):
             self.ready_logged = True
             links = len(self.relay.link_health())
             log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
+            print(
+                f"Wingbeat ready: {self.user} in {len(self.guilds)} guild(s), {links} console link(s)",
+                flush=True,
+            )
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
@@ -200,7 +208,7 @@ class WingbeatBot(commands.Bot):
     # shutdown
 
     async def close(self) -> None:
-        """Catalog, relay, connections, panel client, store, then Discord; a second call does nothing more."""
+        """Heartbeat, catalog, relay, connections, panel client, store, then Discord; a second call does nothing more."""
         if self._closing:
             return
         self._closing = True
