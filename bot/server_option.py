@@ -10,6 +10,7 @@ from discord import app_commands
 from bot.catalog import ServerCatalog
 from bot.lookup import ServerLookupError, autocomplete_choices, resolve_server
 from bot.panel.models import Server
+from bot.panel.pacing import Priority
 
 if TYPE_CHECKING:
     from bot.app import WingbeatBot
@@ -29,13 +30,16 @@ async def server_autocomplete(
     ]
 
 
-async def resolve(catalog: ServerCatalog, text: str) -> Server:
-    """The server typed or picked; a miss on an older list is retried once on a fresh one."""
-    servers = await catalog.get(CATALOG_MAX_AGE)
+async def resolve(catalog: ServerCatalog, text: str, *, priority: Priority = Priority.VIEW) -> Server:
+    """The server typed or picked; a miss on an older list is retried once on a fresh one.
+
+    Admin actions pass `Priority.ACTION`, so their lookup never waits behind (or is refused like) a view.
+    """
+    servers = await catalog.get(CATALOG_MAX_AGE, priority=priority)
     try:
         return resolve_server(text, servers)
     except ServerLookupError:
         age = catalog.age()
         if age is None or age < 2.0:
             raise
-    return resolve_server(text, await catalog.refresh())
+    return resolve_server(text, await catalog.refresh(priority=priority))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import discord
@@ -27,6 +28,8 @@ def user_error_text(error: BaseException) -> str | None:
         error = error.original
     if isinstance(error, WingbeatError):
         return str(error)
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"You are asking too often; try again in {math.ceil(error.retry_after)} s."
     if isinstance(error, app_commands.NoPrivateMessage):
         return "Wingbeat's commands work in servers only, not in direct messages."
     if isinstance(error, app_commands.TransformerError):

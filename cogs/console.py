@@ -16,6 +16,7 @@ from bot.health_report import LinkReport
 from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.errors import PanelError
 from bot.panel.models import Server
+from bot.panel.pacing import Priority
 from bot.render import label, name_label, plural, relative
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
@@ -124,7 +125,7 @@ class ConsoleCog(commands.Cog):
         channel_id = _channel_id(interaction, channel)
         note = _check_bot_can_post(interaction, channel_id)
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot.catalog, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         assert interaction.guild_id is not None  # the guard refuses DMs
         added = await self.bot.auditor.run(
             AuditAction.by(
@@ -161,7 +162,7 @@ class ConsoleCog(commands.Cog):
             # A linked server is found even when the panel is down or no longer lists it.
             found = resolve_server(server, _link_servers(links))
         except ServerLookupError:
-            found = await resolve(self.bot.catalog, server)
+            found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         removed = await self.bot.auditor.run(
             AuditAction.by(
                 interaction, server=found.identifier, action="unlink", arguments=f"channel={channel_id}"

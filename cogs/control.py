@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
+from bot.panel.pacing import Priority
 from bot.render import console_block, console_file, inline, label, plural
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
@@ -45,7 +46,7 @@ class ControlCog(commands.Cog):
         action: Literal["start", "stop", "restart", "kill"],
     ) -> None:
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot.catalog, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         result = await self.bot.auditor.run(
             AuditAction.by(interaction, server=found.identifier, action="power", arguments=action),
             self.bot.manager.set_state(found.identifier, PowerAction(action)),
@@ -60,7 +61,7 @@ class ControlCog(commands.Cog):
     @app_commands.guild_only()
     async def command(self, interaction: discord.Interaction[WingbeatBot], server: str, command: str) -> None:
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot.catalog, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         result = await self.bot.auditor.run(
             AuditAction.by(interaction, server=found.identifier, action="command", arguments=command),
             self.bot.manager.send_command(found.identifier, command),
@@ -94,7 +95,7 @@ class ControlCog(commands.Cog):
         if not 1 <= lines <= MAX_LOG_LINES:
             raise Refusal(f"lines must be between 1 and {MAX_LOG_LINES}.")
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot.catalog, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         backlog = (await self.bot.manager.fetch_logs(found.identifier))[-lines:]
         block = console_block(backlog)
         if block is None:

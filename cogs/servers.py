@@ -13,19 +13,25 @@ from bot.server_option import resolve, server_autocomplete
 from bot.server_view import StatusView
 from bot.units import human_size
 
+# Per member, shared by /servers and /status: nobody can make the bot spend the panel's budget on views faster.
+VIEW_COOLDOWN = app_commands.checks.cooldown(4, 20.0, key=lambda i: (i.guild_id, i.user.id))
+
 
 def status_text(view: StatusView) -> str:
     """`/status`'s answer: state, then the figures, then where they came from when not from Wings."""
     usage = view.usage
+    head = f"{state_icon(view.state)} {label(view.server)}: {view.state}"
+    if usage is None:
+        return f"{head}\n-# {view.unchecked or 'The figures could not be checked.'}"
     memory = human_size(usage.memory) + (f" / {human_size(usage.memory_limit)}" if usage.memory_limit else "")
     lines = [
-        f"{state_icon(view.state)} {label(view.server)}: {view.state}",
+        head,
         f"CPU {usage.cpu:.1f} % · Memory {memory} · Disk {human_size(usage.disk)}",
         f"Network ↓ {human_size(usage.rx)} ↑ {human_size(usage.tx)}",
         f"Uptime {duration(usage.uptime_ms / 1000) if usage.uptime_ms else '—'}",
     ]
     if view.from_panel:
-        lines.append("-# from the panel; the console socket is not available")
+        lines.append("-# from the panel's copy (up to 20 s old): no console socket is open for this server")
     return "\n".join(lines)
 
 
@@ -37,27 +43,31 @@ class ServersCog(commands.Cog):
 
     @app_commands.command(name="servers", description="List the game servers the panel key can see")
     @app_commands.guild_only()
+    @VIEW_COOLDOWN
     async def servers(self, interaction: discord.Interaction[WingbeatBot]) -> None:
         await defer(interaction, ephemeral=False)
-        rows = await self.bot.views.server_list()
+        listing = await self.bot.views.server_list()
+        rows = listing.rows
         if not rows:
             await reply(interaction, "The panel key can't see any servers.", ephemeral=False)
             return
         header = f"{plural(len(rows), 'server')}:"
+        footer = [f"-# {listing.unchecked}"] if listing.unchecked else []
         lines = [f"{state_icon(row.state)} {label(row.server)}: {row.state}" for row in rows]
         await reply(
             interaction,
-            "\n".join([header, *lines]),
+            "\n".join([header, *lines, *footer]),
             ephemeral=False,
             file_text="\n".join(f"{r.server.name} ({r.server.identifier}): {r.state}" for r in rows),
             filename="servers.txt",
-            summary=f"{header} the list is attached.",
+            summary="\n".join([f"{header} the list is attached.", *footer]),
         )
 
     @app_commands.command(name="status", description="Power state and resource usage of a game server")
     @app_commands.describe(server="The game server (name, identifier or UUID)")
     @app_commands.autocomplete(server=server_autocomplete)
     @app_commands.guild_only()
+    @VIEW_COOLDOWN
     async def status(self, interaction: discord.Interaction[WingbeatBot], server: str) -> None:
         await defer(interaction, ephemeral=False)
         found = await resolve(self.bot.catalog, server)
