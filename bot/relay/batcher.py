@@ -14,7 +14,8 @@ the next message. When it does not fit, the message shows the most recent lines 
 pending text as a ``.txt`` attachment (or, while the channel refuses files, the oldest lines that fit, the
 rest following in the next messages). A line is split across messages only when it is pending alone
 and too long for one message (and needs at most ``max_split`` messages; longer goes in a file). The
-backlog is bounded by ``max_pending_bytes``: the oldest lines are dropped and the next message says
+backlog is bounded by ``max_pending_bytes`` (what is really held: text plus ``LINE_OVERHEAD`` per line) and
+``max_pending_lines``: the oldest lines are dropped and the next message says
 how many. A failed send is put back at the front, so retries neither duplicate nor reorder.
 
 Blank lines (nothing visible) are kept in the stream but not shown at a block's ends, where Discord
@@ -50,6 +51,11 @@ log = logging.getLogger(__name__)
 
 ATTACHMENT_LIMIT = 10 * 1024 * 1024  # Discord's default per-file limit
 MAX_PENDING_NOTICES = 50
+# What a held line costs beyond its text: the record (a 5-tuple, 80 bytes), its sequence number (28), the str
+# object's header (49) and the queue's slot (8), measured with sys.getsizeof and tracemalloc (about 190 bytes
+# for a short line). Counted against the bound, so a console printing empty lines cannot hold more than it.
+LINE_OVERHEAD = 192
+MAX_PENDING_LINES = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +76,7 @@ class _Line(NamedTuple):
     text: str  # cleaned for the mode
     start: SgrState  # colour state before the line (ANSI mode)
     end: SgrState  # colour state after it
-    nbytes: int  # utf-8 bytes plus the newline
+    nbytes: int  # what holding it costs: utf-8 bytes, the newline and LINE_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +102,8 @@ class _Batch:
 
 
 def _nbytes(text: str) -> int:
-    return (len(text) if text.isascii() else len(text.encode())) + 1
+    """What a held line costs: its UTF-8 text and newline, plus the fixed overhead of holding it."""
+    return (len(text) if text.isascii() else len(text.encode())) + 1 + LINE_OVERHEAD
 
 
 def _plural(n: int, word: str) -> str:
@@ -112,6 +119,7 @@ class Batcher:
         mode: ColorMode = ColorMode.PLAIN,
         min_interval: float = 1.0,
         max_pending_bytes: int = 4 * 1024 * 1024,
+        max_pending_lines: int = MAX_PENDING_LINES,
         limit: int = MESSAGE_LIMIT,
         linger: float = 0.0,
         max_backoff: float = 30.0,
@@ -124,6 +132,7 @@ class Batcher:
         self._mode = mode
         self._min_interval = min_interval
         self._max_bytes = max_pending_bytes
+        self._max_lines = max_pending_lines
         self._limit = limit
         self._linger = linger  # wait this long after the first pending item, to batch bursts
         self._max_backoff = max_backoff
@@ -163,7 +172,7 @@ class Batcher:
         self._bytes += item.nbytes
         self._chars += len(text)
         self._mark_pending(now)
-        if self._bytes > self._max_bytes:
+        if self._bytes > self._max_bytes or len(self._lines) > self._max_lines:
             self._enforce_bound()
         return seq
 
@@ -184,7 +193,7 @@ class Batcher:
 
     def _enforce_bound(self) -> None:
         dropped = 0
-        while self._bytes > self._max_bytes and self._lines:
+        while (self._bytes > self._max_bytes or len(self._lines) > self._max_lines) and self._lines:
             item = self._lines.popleft()
             self._bytes -= item.nbytes
             self._chars -= len(item.text)
@@ -278,7 +287,7 @@ class Batcher:
         if batch.pending_since is not None:
             since = self._pending_since
             self._pending_since = batch.pending_since if since is None else min(since, batch.pending_since)
-        if self._bytes > self._max_bytes:
+        if self._bytes > self._max_bytes or len(self._lines) > self._max_lines:
             self._enforce_bound()
 
     def _put_back(self, lines: list[_Line]) -> None:
