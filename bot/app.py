@@ -99,6 +99,8 @@ class WingbeatBot(commands.Bot):
         idle_close: float = 300.0,
         panel_timeout: float = 15.0,
         guild_ready_timeout: float = 2.0,
+        drain_timeout: float = 5.0,
+        flush_timeout: float = 3.0,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
         intents = discord.Intents.none()
@@ -121,6 +123,8 @@ class WingbeatBot(commands.Bot):
         self._catalog_refresh = catalog_refresh
         self._idle_close = idle_close
         self._panel_timeout = panel_timeout
+        self._drain_timeout = drain_timeout
+        self._flush_timeout = flush_timeout
         self._extensions = tuple(extensions)
         self._resources = contextlib.AsyncExitStack()
         self._closing = False
@@ -191,6 +195,11 @@ class WingbeatBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
 
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction[WingbeatBot], command: object
+    ) -> None:
+        self.guard.end(interaction.id)  # the invocation is over (errors end in the tree's on_error)
+
     async def on_guild_available(self, guild: discord.Guild) -> None:
         self.guard.note_guild(guild.id, guild.name)
 
@@ -208,10 +217,26 @@ class WingbeatBot(commands.Bot):
     # shutdown
 
     async def close(self) -> None:
-        """Heartbeat, catalog, relay, connections, panel client, store, then Discord; a second call does nothing more."""
+        """Shut down in order; a second call does nothing more.
+
+        New interactions are refused from the first moment ("Wingbeat is shutting down"), actions in flight get
+        `drain_timeout` seconds to finish (their audit rows completed), the relay posts what it can within
+        `flush_timeout`, then heartbeat, catalog, relay, Wings connections, panel client and the store close
+        (the store last), and the Discord connection after them.
+        """
         if self._closing:
             return
         self._closing = True
+        guard: Guard | None = getattr(self, "guard", None)
+        if guard is not None:
+            left = await guard.drain(self._drain_timeout)
+            if left:
+                log.warning(
+                    "%d action(s) still running after %g s; closing anyway", left, self._drain_timeout
+                )
+        relay: ConsoleRelay | None = getattr(self, "relay", None)
+        if relay is not None:
+            await relay.flush(self._flush_timeout)
         await self._resources.aclose()
         await super().close()
         log.info("closed")

@@ -11,8 +11,10 @@ selects and modals call `admit` from their own `interaction_check` (`GuardedView
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import discord
@@ -31,6 +33,7 @@ AUDITED_COMMANDS: Mapping[str, str] = {
     "console unlink": "unlink",
 }
 NOT_READY = "Wingbeat is still starting; try again in a few seconds."
+SHUTTING_DOWN = "Wingbeat is shutting down; try again in a minute."
 
 
 def foreign_guild_refusal(guild_id: int) -> str:
@@ -69,6 +72,10 @@ class Guard:
         self._admin_role_ids = settings.admin_role_ids
         self._auditor = auditor
         self._warned: set[int] = set()
+        self.closing = False
+        self._inflight: set[int] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def is_allowed(self, guild_id: int | None) -> bool:
         """True for a guild in `GUILD_IDS` (never for a DM)."""
@@ -92,7 +99,39 @@ class Guard:
         reason = refuse_foreign(interaction, self.allowed_guilds)
         if reason is not None and interaction.guild_id is not None:
             self.note_guild(interaction.guild_id)
+        if reason is None and self.closing:
+            return SHUTTING_DOWN
         return reason
+
+    # -- what is in flight, for an honest shutdown -----------------------------------------------------------
+
+    def begin(self, key: int) -> None:
+        """An action (an interaction or a console-input message, by ID) started."""
+        self._inflight.add(key)
+        self._idle.clear()
+
+    def end(self, key: int) -> None:
+        """The action ended, whatever its outcome."""
+        self._inflight.discard(key)
+        if not self._inflight:
+            self._idle.set()
+
+    @contextlib.contextmanager
+    def tracked(self, key: int) -> Iterator[None]:
+        """`begin` and `end` around a block."""
+        self.begin(key)
+        try:
+            yield
+        finally:
+            self.end(key)
+
+    async def drain(self, timeout: float) -> int:
+        """Refuse what comes from now on and wait up to `timeout` s for what runs; returns how many are left."""
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        return len(self._inflight)
 
     async def admit(self, interaction: discord.Interaction[Any]) -> bool:
         """True when the interaction may go on; otherwise it has been answered (no choices, or one sentence)."""
@@ -112,6 +151,8 @@ class Guard:
         name = command.qualified_name if command is not None else ""
         verdict = check_interaction(interaction, name, self._admin_role_ids)
         if verdict.allowed:
+            # Ended by the tree: on completion (the bot's on_app_command_completion) or on any error (on_error).
+            self.begin(interaction.id)
             return True
         await refuse(interaction, verdict.reason)
         log.info("refused /%s for user %d in guild %s", name, interaction.user.id, interaction.guild_id)

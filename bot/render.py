@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import discord
 
+from bot.names import safe_name
 from bot.panel.models import Server
 from bot.relay.format import clean_line, is_blank, plain_copy, render_block
 from bot.settings import ColorMode
@@ -25,10 +26,11 @@ def label(server: Server) -> str:
 
 
 def name_label(name: str | None, identifier: str) -> str:
-    """`**Name** (`id`)`, or `` `id` `` alone when the name is not known."""
-    if not name:
+    """`**Name** (`id`)` on one line with the name's markdown escaped, or `` `id` `` when there is no name."""
+    shown = safe_name(name) if name else ""
+    if not shown:
         return f"`{identifier}`"
-    return f"**{discord.utils.escape_markdown(name)}** (`{identifier}`)"
+    return f"**{discord.utils.escape_markdown(shown)}** (`{identifier}`)"
 
 
 def inline(text: str, limit: int = 200) -> str:

@@ -10,7 +10,8 @@ import discord
 from discord import app_commands
 
 from bot.errors import WingbeatError
-from bot.guard import admit_command
+from bot.guard import Guarded, admit_command
+from bot.redact import hide_addresses
 from bot.replies import send_ephemeral
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class WingbeatTree(app_commands.CommandTree[discord.Client]):
             log.error("unexpected error in /%s", name, exc_info=original)
             text = UNEXPECTED_ERROR
         try:
-            await send_ephemeral(interaction, text)
+            await send_ephemeral(interaction, hide_addresses(text))
         except discord.HTTPException as exc:
             log.warning("could not tell the user about an error: %s", exc)
+        finally:
+            if isinstance(client := self.client, Guarded):
+                client.guard.end(interaction.id)  # the invocation is over (a shutdown waits for this)

@@ -17,6 +17,7 @@ from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.errors import PanelError
 from bot.panel.models import Server
 from bot.panel.pacing import Priority
+from bot.redact import hide_addresses
 from bot.render import label, name_label, plural, relative
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
@@ -100,7 +101,7 @@ def link_line(report: LinkReport) -> str:
             parts.append(f"{relay.dropped} lines dropped")
         if relay.last_error:
             parts.append(f"last error: {relay.last_error}")
-    return " · ".join(parts)
+    return hide_addresses(" · ".join(parts))
 
 
 class ConsoleCog(commands.Cog):
@@ -213,7 +214,11 @@ class ConsoleCog(commands.Cog):
             return
         if not message_may_use(message, "console input", self.bot.settings.admin_role_ids):
             return  # other people talk in console channels too: not an error, just not a command
-        await self._console_input(message, servers)
+        if self.bot.guard.closing:
+            log.info("console input in channel %d ignored: shutting down", message.channel.id)
+            return
+        with self.bot.guard.tracked(message.id):
+            await self._console_input(message, servers)
 
     async def _console_input(self, message: discord.Message, servers: list[str]) -> None:
         command = message.content

@@ -7,6 +7,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
+from bot.names import safe_name
+from bot.redact import hide_addresses
 from bot.render import duration, label, plural, state_icon
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
@@ -22,7 +24,7 @@ def status_text(view: StatusView) -> str:
     usage = view.usage
     head = f"{state_icon(view.state)} {label(view.server)}: {view.state}"
     if usage is None:
-        return f"{head}\n-# {view.unchecked or 'The figures could not be checked.'}"
+        return f"{head}\n-# {hide_addresses(view.unchecked or 'The figures could not be checked.')}"
     memory = human_size(usage.memory) + (f" / {human_size(usage.memory_limit)}" if usage.memory_limit else "")
     lines = [
         head,
@@ -52,13 +54,15 @@ class ServersCog(commands.Cog):
             await reply(interaction, "The panel key can't see any servers.", ephemeral=False)
             return
         header = f"{plural(len(rows), 'server')}:"
-        footer = [f"-# {listing.unchecked}"] if listing.unchecked else []
+        footer = [f"-# {hide_addresses(listing.unchecked)}"] if listing.unchecked else []
         lines = [f"{state_icon(row.state)} {label(row.server)}: {row.state}" for row in rows]
         await reply(
             interaction,
             "\n".join([header, *lines, *footer]),
             ephemeral=False,
-            file_text="\n".join(f"{r.server.name} ({r.server.identifier}): {r.state}" for r in rows),
+            file_text="\n".join(
+                f"{safe_name(r.server.name)} ({r.server.identifier}): {r.state}" for r in rows
+            ),
             filename="servers.txt",
             summary="\n".join([f"{header} the list is attached.", *footer]),
         )

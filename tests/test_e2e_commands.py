@@ -242,6 +242,14 @@ async def test_admin_only_commands_are_refused_to_others_before_anything_happens
         await asyncio.sleep(0.05)
     assert sorted(e.action for e in refused) == ["command", "link", "power", "unlink"]
     assert all(e.outcome.startswith("refused: ") and e.user_id == USER for e in refused)
+    # ...with what was asked: a refusal's row says what the member tried, not only that it was refused
+    assert {e.action: e.arguments for e in refused} == {
+        "power": "server=Survival action=start",
+        "command": "server=Survival command=say hi",
+        "link": "server=Survival",
+        "unlink": "server=Survival",
+    }
+    assert all(e.completed_at is not None for e in refused)  # one-shot rows
 
 
 async def test_missing_wings_permission_is_a_clear_refusal(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from bot.redact import hide_addresses
 from bot.relay.batcher import Batcher
 from bot.relay.budget import RequestBudget
 from bot.settings import ColorMode
@@ -95,6 +96,11 @@ class ChannelSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def busy(self) -> bool:
+        """Something is pending or being posted (and the channel has not stopped)."""
+        return self.stopped is None and self._task is not None and self.batcher.due(self._clock()) is not None
+
     def push_line(self, line: str) -> None:
         if self.stopped is None:
             self.batcher.push_line(line, self._clock())
@@ -102,8 +108,9 @@ class ChannelSender:
                 self._wake.set()
 
     def push_notice(self, text: str) -> None:
+        """Queue a short line for the channel (a report, a status change); internal addresses are hidden."""
         if self.stopped is None:
-            self.batcher.push_notice(text, self._clock())
+            self.batcher.push_notice(hide_addresses(text), self._clock())
             if self._idle:
                 self._wake.set()
 
