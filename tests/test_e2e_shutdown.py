@@ -25,6 +25,9 @@ async def test_shutdown_refuses_new_work_and_lets_running_actions_finish(tmp_pat
                 GUILD, CONSOLE, ADMIN, "power", {"server": "Survival", "action": "start"}
             )
             await fake.wait_for(lambda: ("set state", ["start"]) in srv.received, 5, "the power action sent")
+            # The row is there while the action runs: a crash now would still leave a trace.
+            [started] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.action == "power"]
+            assert (started.outcome, started.completed_at, started.arguments) == ("started", None, "start")
             emu.server("e5f6a7b8").emit_console("last words before the shutdown")
             closing = asyncio.create_task(rig.bot.close())
             await fake.wait_for(lambda: rig.bot.guard.closing, 2, "the shutdown to begin")
