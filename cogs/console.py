@@ -17,7 +17,7 @@ from bot.panel.models import Server
 from bot.relay.service import LinkHealth
 from bot.store import Link
 from bot.tree import Refusal
-from bot.wings.connection import ActionRefused, WingsError
+from bot.wings.errors import ActionRefused, WingsError
 from cogs._common import ago, audited, defer, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)

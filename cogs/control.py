@@ -12,7 +12,7 @@ from discord.ext import commands
 from bot.app import WingbeatBot
 from bot.tree import Refusal
 from bot.wings.events import CommandResult, PowerOutcome, PowerResult
-from bot.wings.protocol import PowerAction
+from bot.wings.frames import PowerAction
 from cogs._common import (
     audited,
     console_block,

@@ -14,7 +14,7 @@ from bot.app import WingbeatBot
 from bot.panel.errors import PanelError
 from bot.panel.models import Server
 from bot.units import human_size
-from bot.wings.connection import WingsError
+from bot.wings.errors import WingsError
 from bot.wings.events import ConnectionState
 from cogs._common import defer, duration, label, reply, resolve, server_autocomplete
 

@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from bot.panel.client import PanelClient
-from bot.wings.connection import ActionRefused, Timing, WingsConnection
+from bot.wings import actions
+from bot.wings.connection import Timing, WingsConnection
+from bot.wings.errors import ActionRefused
 from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
+from bot.wings.frames import PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, QueueSubscriber
-from bot.wings.protocol import PowerAction, PowerState
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.waiting import wait_until
 
@@ -28,7 +30,6 @@ FAST = Timing(
     backoff_max=0.4,
     healthy_after=5.0,
     lost_grace=1.0,
-    refresh_retry=0.3,
     min_refresh_gap=0.5,
     gap_first_line=0.4,
     gap_quiet=0.15,
@@ -322,7 +323,7 @@ async def test_power_start_reports_transitions(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="offline")
     conn, _sink = conn_factory(srv)
-    result = await conn.set_state(PowerAction.START)
+    result = await actions.set_state(conn, PowerAction.START)
     assert result.outcome is PowerOutcome.DONE
     assert result.transitions == (PowerState.STARTING, PowerState.RUNNING)
     assert result.describe().startswith("started: offline → starting → running in")
@@ -333,10 +334,10 @@ async def test_power_restart_and_kill(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")
     conn, _sink = conn_factory(srv)
-    restart = await conn.set_state(PowerAction.RESTART)
+    restart = await actions.set_state(conn, PowerAction.RESTART)
     assert restart.outcome is PowerOutcome.DONE and restart.transitions[-1] is PowerState.RUNNING
     assert PowerState.OFFLINE in restart.transitions
-    kill = await conn.set_state(PowerAction.KILL)
+    kill = await actions.set_state(conn, PowerAction.KILL)
     assert kill.outcome is PowerOutcome.DONE and kill.transitions[-1] is PowerState.OFFLINE
 
 
@@ -345,7 +346,7 @@ async def test_power_lock_busy_comes_back_as_daemon_error(panel_emu, conn_factor
     srv = emu.add_server("Survival", state="running")
     srv.power_busy = True
     conn, _sink = conn_factory(srv)
-    result = await conn.set_state(PowerAction.STOP)
+    result = await actions.set_state(conn, PowerAction.STOP)
     assert result.outcome is PowerOutcome.DAEMON_ERROR
     assert "Another power action" in (result.error or "")
 
@@ -355,9 +356,9 @@ async def test_missing_power_permission_is_refused_before_sending(panel_emu, con
     srv = emu.add_server("Sub", state="offline", permissions=["websocket.connect", "control.console"])
     conn, _sink = conn_factory(srv)
     with pytest.raises(ActionRefused, match=r"control\.start"):
-        await conn.set_state(PowerAction.START)
+        await actions.set_state(conn, PowerAction.START)
     with pytest.raises(ActionRefused, match=r"control\.stop"):
-        await conn.set_state(PowerAction.KILL)
+        await actions.set_state(conn, PowerAction.KILL)
     assert not any(event == "set state" for event, _ in srv.received)
 
 
@@ -368,7 +369,7 @@ async def test_start_while_running_is_refused(panel_emu, conn_factory) -> None:
     await conn.wait_ready(3)
     await wait_until(lambda: conn.power is PowerState.RUNNING)
     with pytest.raises(ActionRefused, match="already running"):
-        await conn.set_state(PowerAction.START)
+        await actions.set_state(conn, PowerAction.START)
 
 
 async def test_command_returns_its_output(panel_emu, conn_factory) -> None:
@@ -378,7 +379,7 @@ async def test_command_returns_its_output(panel_emu, conn_factory) -> None:
     await conn.wait_ready(3)
     srv.emit_console("an older line")
     await asyncio.sleep(0.1)
-    result = await conn.send_command("say hello")
+    result = await actions.send_command(conn, "say hello")
     assert "[Server] hello" in result.lines
     assert "an older line" not in result.lines
 
@@ -388,15 +389,15 @@ async def test_command_refused_offline_without_permission_or_malformed(panel_emu
     off = emu.add_server("Down", state="offline")
     conn, _sink = conn_factory(off)
     with pytest.raises(ActionRefused, match="offline"):
-        await conn.send_command("list")
+        await actions.send_command(conn, "list")
     sub = emu.add_server("Sub", state="running", permissions=["websocket.connect"])
     conn2, _ = conn_factory(sub)
     with pytest.raises(ActionRefused, match=r"control\.console"):
-        await conn2.send_command("list")
+        await actions.send_command(conn2, "list")
     with pytest.raises(ActionRefused, match="line break"):
-        await conn2.send_command("list\nop me")
+        await actions.send_command(conn2, "list\nop me")
     with pytest.raises(ActionRefused, match="too long"):
-        await conn2.send_command("x" * 5000)
+        await actions.send_command(conn2, "x" * 5000)
     assert not any(event == "send command" for event, _ in off.received + sub.received)
 
 
@@ -406,7 +407,7 @@ async def test_fetch_logs_returns_the_backlog(panel_emu, conn_factory) -> None:
     for i in range(20):
         srv.emit_console(f"history {i}")
     conn, _sink = conn_factory(srv)
-    lines = await conn.fetch_logs()
+    lines = await actions.fetch_logs(conn)
     assert lines[-20:] == [f"history {i}" for i in range(20)]
 
 
@@ -416,7 +417,7 @@ async def test_hardened_throttled_is_reported_and_commands_are_paced() -> None:
         await conn.wait_ready(3)
         await wait_until(lambda: conn.power is PowerState.RUNNING)
         # 12 commands at once: our pacing keeps them inside Wings' buckets, so none is throttled
-        await asyncio.gather(*(conn.send_command(f"say {i}", window=0.05) for i in range(12)))
+        await asyncio.gather(*(actions.send_command(conn, f"say {i}", window=0.05) for i in range(12)))
         assert sum(1 for e, _ in srv.received if e == "send command") == 12
         assert NoticeKind.THROTTLED not in sink.kinds()
         srv.emit("throttled", "send logs")  # what Wings says when a bucket overflows anyway

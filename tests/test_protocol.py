@@ -10,39 +10,32 @@ from typing import Any
 
 import pytest
 
-from bot.wings.protocol import (
+from bot.wings.actions import check_command, expected_states
+from bot.wings.error_texts import (
+    DaemonErrorKind,
+    JwtErrorCause,
+    classify_daemon_error,
+    classify_jwt_error,
+    explain_daemon_error,
+    explain_jwt_error,
+    strip_error_prefix,
+)
+from bot.wings.frames import (
     MAX_INBOUND_FRAME,
     MAX_OUTBOUND_FRAME,
     ConnectionCloseKind,
-    DaemonErrorKind,
     Event,
     Frame,
     FrameError,
-    JwtErrorCause,
     PowerAction,
     PowerState,
-    TokenClaims,
-    TokenError,
-    check_command,
     classify_close,
-    classify_daemon_error,
-    classify_jwt_error,
-    close_is_terminal,
     decode_frame,
     encode_frame,
-    expected_states,
-    explain_daemon_error,
-    explain_jwt_error,
-    has_permission,
-    jwt_cause_refreshable,
-    jwt_cause_terminal,
     parse_backup_completed,
     parse_stats,
-    permission_for,
-    read_claims,
-    refresh_at,
-    strip_error_prefix,
 )
+from bot.wings.tokens import TokenClaims, TokenError, has_permission, permission_for, read_claims, refresh_at
 
 SERVER_UUID = "3f0c8a4e-9b7d-4c61-a1d2-5e6f7a8b9c0d"
 PREFIX = "Error Event [6b1e2c3d-0000-4000-8000-123456789abc]: "
@@ -441,14 +434,6 @@ def test_jwt_expired_on_fresh_token_is_clock_skew() -> None:
     assert classify_jwt_error("jwt: server uuid mismatch", fresh_token=True) is JwtErrorCause.UUID_MISMATCH
 
 
-def test_jwt_refreshable_and_terminal_causes() -> None:
-    refreshable = {c for c in JwtErrorCause if jwt_cause_refreshable(c)}
-    terminal = {c for c in JwtErrorCause if jwt_cause_terminal(c)}
-    assert refreshable == {JwtErrorCause.EXPIRED, JwtErrorCause.DENYLISTED, JwtErrorCause.NOT_PRESENT}
-    assert terminal == {JwtErrorCause.NO_CONNECT_PERMISSION, JwtErrorCause.UUID_MISMATCH}
-    assert not refreshable & terminal
-
-
 def test_jwt_explanations_are_one_distinct_sentence_each() -> None:
     texts = [explain_jwt_error(c) for c in JwtErrorCause]
     assert len(set(texts)) == len(texts)
@@ -608,7 +593,3 @@ def test_expected_states(
 )
 def test_close_codes(code: int | None, kind: ConnectionCloseKind) -> None:
     assert classify_close(code) is kind
-
-
-def test_only_suspension_is_terminal() -> None:
-    assert {k for k in ConnectionCloseKind if close_is_terminal(k)} == {ConnectionCloseKind.SUSPENDED}

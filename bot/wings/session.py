@@ -256,10 +256,10 @@ _CLOSE_STOPS: dict[ConnectionCloseKind, str] = {
     ConnectionCloseKind.SUSPENDED: "server is suspended (close 4409)",
 }
 
-# `transfer status` values after which the source node deletes its copy of the server (reference §3.1).
+# `transfer status` values after which the source node deletes its copy of the server.
 _TRANSFER_ENDED = frozenset({"completed", "success"})
 
-# Wings' own console lines (reference §3.3) never appear in a `send logs` replay.
+# Wings' own console lines (crash reports, throttle warnings...) never appear in a `send logs` replay.
 _DAEMON_LINE_MARK = " Daemon]:\x1b[39m "
 
 
@@ -341,7 +341,11 @@ class Session:
             deadline = min(deadline, self.refresh_due)
         if self.capture is not None:
             deadline = min(deadline, self.capture.ends_at())
-        if self._down_since is not None and not self._lost_reported and self.state is not SessionState.STOPPED:
+        if (
+            self._down_since is not None
+            and not self._lost_reported
+            and self.state is not SessionState.STOPPED
+        ):
             deadline = min(deadline, self._down_since + self.timing.lost_grace)
         return None if deadline == math.inf else deadline
 
@@ -365,7 +369,9 @@ class Session:
         ):
             self._lost_reported = True
             reason = self.last_error or "unknown reason"
-            out.append(self._notice(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying."))
+            out.append(
+                self._notice(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying.")
+            )
         out += self._maybe_refresh(now)
         return out
 
@@ -476,7 +482,9 @@ class Session:
         if self.state is not SessionState.CONNECTED:
             return []
         t = self.timing
-        quiet, longest = (t.gap_quiet, t.gap_max) if purpose is CapturePurpose.GAP_FILL else (t.logs_quiet, t.logs_max)
+        quiet, longest = (
+            (t.gap_quiet, t.gap_max) if purpose is CapturePurpose.GAP_FILL else (t.logs_quiet, t.logs_max)
+        )
         if self.capture is not None:
             cap = self.capture
             cap.purposes.add(purpose)
@@ -556,7 +564,7 @@ class Session:
 
     def _on_stats(self, frame: Frame, now: float) -> list[Action]:
         self.last_stats_at = now
-        out = [self._deliver(frame, now)]
+        out: list[Action] = [self._deliver(frame, now)]
         try:
             stats = parse_stats(frame.arg)
         except FrameError as exc:
@@ -573,7 +581,9 @@ class Session:
 
     def _on_jwt_error(self, frame: Frame, now: float) -> list[Action]:
         text = frame.arg
-        authing = self.state is SessionState.AUTHENTICATING or self.refresh_phase is RefreshPhase.AUTHENTICATING
+        authing = (
+            self.state is SessionState.AUTHENTICATING or self.refresh_phase is RefreshPhase.AUTHENTICATING
+        )
         # Wings prefixes "Error Event [..]: " only on a handler's answer, i.e. to our `auth`; unprefixed errors
         # are about the token it already holds (the flood that replaces events once that token went bad).
         answers_auth = authing and strip_error_prefix(text) != text.strip()
@@ -588,7 +598,9 @@ class Session:
                 self.refresh_phase = RefreshPhase.IDLE
                 out += self._reconnect(f"Wings refused the token ({cause})", now)
             case JwtReaction.REFRESH:
-                self._lossy = True  # events were replaced by errors: fill the gap once a new token is accepted
+                self._lossy = (
+                    True  # events were replaced by errors: fill the gap once a new token is accepted
+                )
                 out += self._request_refresh(now)
             case JwtReaction.REPORT:
                 pass
@@ -613,7 +625,9 @@ class Session:
             self._transfer_ended = False
             return out + self._reconnect("the server moved to another node (transfer finished)", now)
         out.append(
-            self._notice(NoticeKind.DELETED, "The server was deleted from its node; its console is no longer mirrored.")
+            self._notice(
+                NoticeKind.DELETED, "The server was deleted from its node; its console is no longer mirrored."
+            )
         )
         return out + self._stop("the server was deleted")
 
@@ -637,7 +651,9 @@ class Session:
         try:
             return read_claims(token)
         except TokenError:
-            log.warning("wings token for %s has unreadable claims; refreshing on Wings' signals only", self.server)
+            log.warning(
+                "wings token for %s has unreadable claims; refreshing on Wings' signals only", self.server
+            )
             return None
 
     def _accept_token(self, now: float) -> None:
@@ -683,7 +699,11 @@ class Session:
         return self._maybe_refresh(now)
 
     def _maybe_refresh(self, now: float) -> list[Action]:
-        if self.state is SessionState.CONNECTED and self.refresh_phase is RefreshPhase.IDLE and now >= self.refresh_due:
+        if (
+            self.state is SessionState.CONNECTED
+            and self.refresh_phase is RefreshPhase.IDLE
+            and now >= self.refresh_due
+        ):
             self.refresh_phase = RefreshPhase.FETCHING
             return [FetchToken()]
         return []
@@ -696,7 +716,11 @@ class Session:
         self.refresh_due = now + delay
         self.last_error = f"token refresh failed: {text}"
         log.info("wings connection %s: %s; retrying in %.1f s", self.server, self.last_error, delay)
-        return [self._notice(NoticeKind.REFRESH_FAILED, f"Could not refresh the console token ({text}); retrying.")]
+        return [
+            self._notice(
+                NoticeKind.REFRESH_FAILED, f"Could not refresh the console token ({text}); retrying."
+            )
+        ]
 
     # -- gap fill ----------------------------------------------------------------------------------------------
 
@@ -710,7 +734,13 @@ class Session:
             self._recent.add(line)
             out.append(self._deliver(Frame(Event.CONSOLE_OUTPUT.value, (line,)), now, recovered=True))
         out.append(CaptureDone(tuple(cap.lines)))
-        log.info("%s for %s: %d replayed, %d new", ", ".join(sorted(cap.purposes)), self.server, len(cap.lines), len(fresh))
+        log.info(
+            "%s for %s: %d replayed, %d new",
+            ", ".join(sorted(cap.purposes)),
+            self.server,
+            len(cap.lines),
+            len(fresh),
+        )
         return out
 
     # -- verdicts ----------------------------------------------------------------------------------------------
