@@ -512,3 +512,222 @@ async def test_deleted_after_a_finished_transfer_follows_the_server(panel_emu, c
     assert NoticeKind.DELETED not in sink.kinds()
     srv.emit_console("hello from the new node")
     await wait_until(lambda: "hello from the new node" in sink.console())
+
+
+# -- the timer, crashes and moves (each catches a bug a hand-made mutation showed the suite missed) -----------
+
+
+async def test_refresh_happens_from_the_timer_alone(profile: str) -> None:
+    """Wings never warns here: only the session's own refresh timer keeps the token alive."""
+    emulator = {"profile": profile, "token_lifetime": 3, "expiry_tick": 0.5, "expiry_notices": False}
+    async with own_connection(dict(emulator, inbound_limits=FAST_WINGS_LIMITS)) as (emu, srv, conn, sink):
+        await conn.wait_ready(3)
+        sent = []
+        for i in range(100):  # 5 s of console: past the first token's expiry and the second's refresh
+            sent.append(f"line {i}")
+            srv.emit_console(sent[-1])
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(sink.console()) >= len(sent), 3)
+        assert sink.console() == sent
+        assert conn.refreshes >= 2 and conn.reconnects == 0
+        assert not any(event in ("token expiring", "token expired") for event, _ in emu.sockets(srv)[0].sent)
+        assert NoticeKind.JWT_ERROR not in sink.kinds()
+
+
+async def test_power_start_of_a_server_that_crashes_on_start_is_failed(panel_emu) -> None:
+    from tests.fakes.emulator import CrashSpec
+
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="offline")
+    srv.crash_on_start = CrashSpec(exit_code=1, restart=False)
+    manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST)
+    try:
+        result = await manager.set_state(srv.identifier, PowerAction.START)
+    finally:
+        await manager.close()
+    assert result.outcome is PowerOutcome.FAILED
+    assert result.transitions == (PowerState.STARTING, PowerState.OFFLINE)
+    assert "went offline" in result.describe()
+
+
+async def test_power_restart_that_crashes_and_is_restarted_by_wings_is_done(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    await wait_until(lambda: conn.power is PowerState.RUNNING)
+    emu.crash(srv, exit_code=137, oom=True, restart=True)  # a crash nobody asked for: Wings restarts it
+    await wait_until(lambda: any("Out of memory: true" in line for line in sink.console()))
+    await wait_until(lambda: conn.power is PowerState.RUNNING)
+    statuses = [e.frame.arg for e in sink.events if e.frame.event == "status"]
+    assert statuses[-3:] == ["offline", "starting", "running"]
+
+
+async def test_a_refresh_that_finds_the_server_on_another_node_follows_it(profile: str) -> None:
+    emulator = {
+        "profile": profile,
+        "token_lifetime": 3,
+        "expiry_notices": False,
+        "inbound_limits": FAST_WINGS_LIMITS,
+    }
+    async with own_connection(emulator) as (emu, srv, conn, sink):
+        node2 = await emu.add_node()
+        await conn.wait_ready(3)
+        srv.emit_console("on node 1")
+        await wait_until(lambda: sink.console() == ["on node 1"])
+        await emu.transfer(srv, node2)  # the old node keeps its socket open, but quiet
+        srv.emit_console("moved, nobody listening yet")
+        await wait_until(lambda: conn.reconnects == 1 and conn.state is ConnectionState.CONNECTED, 5)
+        assert [s.node for s in emu.sockets(srv)] == [node2]
+        srv.emit_console("on node 2")
+        await wait_until(lambda: "on node 2" in sink.console(), 3)
+        assert sink.console() == ["on node 1", "moved, nobody listening yet", "on node 2"]
+        assert "moved to another node" in (conn.health().last_error or "moved to another node")
+
+
+# -- replays never reach subscribers -------------------------------------------------------------------------
+
+
+async def test_fetch_logs_replay_is_not_relayed_and_a_live_line_in_it_arrives_once(panel_emu) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST)
+    linked = QueueSubscriber()
+    try:
+        manager.subscribe(srv.identifier, linked)
+        await manager.connection(srv.identifier).wait_ready(3)
+        for i in range(30):
+            srv.emit_console(f"history {i}")
+        await wait_until(lambda: linked.queue.qsize() >= 31)  # status + the 30 lines
+        logs = asyncio.create_task(manager.fetch_logs(srv.identifier))
+        await wait_until(lambda: ("send logs", []) in srv.received)
+        srv.emit_console("live during the replay")
+        lines = await logs
+        assert lines[:30] == [f"history {i}" for i in range(30)]
+        srv.emit_console("after")
+        await wait_until(
+            lambda: any(getattr(e, "frame", None) and e.frame.arg == "after" for e in linked.queue._queue)
+        )  # type: ignore[attr-defined]
+        seen = [
+            e.frame.arg
+            for e in list(linked.queue._queue)
+            if isinstance(e, WingsEvent) and e.frame.event == "console output"
+        ]  # type: ignore[attr-defined]
+        assert seen == [f"history {i}" for i in range(30)] + ["live during the replay", "after"]
+    finally:
+        await manager.close()
+
+
+async def test_command_output_never_holds_replayed_lines(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    for i in range(20):
+        srv.emit_console(f"old {i}")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    logs = asyncio.create_task(actions.fetch_logs(conn))
+    await wait_until(lambda: ("send logs", []) in srv.received)
+    result = await actions.send_command(conn, "say hi", window=0.3)
+    await logs
+    assert not any(line.startswith("old ") for line in result.lines)
+
+
+# -- garbage in, no silent death -----------------------------------------------------------------------------
+
+
+async def test_huge_numbers_in_stats_are_skipped_not_fatal(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.emit("stats", '{"memory_bytes":1,"uptime":1e400,"state":"running"}')
+    srv.emit_console("still here")
+    await wait_until(lambda: "still here" in sink.console())
+    assert conn.state is ConnectionState.CONNECTED and conn.reconnects == 0
+    assert conn.health().skipped_frames == 1
+
+
+async def test_the_refresher_survives_a_panel_answer_without_a_token(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    emu.fail_next("GET", "/websocket", 200, times=2)  # 200, but an error body: no token in it
+    srv.emit("token expiring")
+    await wait_until(lambda: conn.refreshes == 1, 5)
+    assert conn.reconnects == 0 and conn.state is ConnectionState.CONNECTED
+    assert NoticeKind.REFRESH_FAILED in sink.kinds()
+    assert conn.health().loop_error and "token refresh" in conn.health().loop_error
+
+
+async def test_a_malformed_panel_answer_on_connect_is_retried(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    emu.fail_next("GET", "/websocket", 200, times=2)
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(5)
+    assert conn.reconnects == 2 and conn.health().loop_error
+
+
+async def test_a_connection_that_stops_on_an_internal_error_says_so(panel_emu) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    sink = Sink()
+
+    def broken_rng() -> float:
+        raise RuntimeError("a bug in the backoff")
+
+    conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST, rng=broken_rng)
+    try:
+        await conn.wait_ready(3)
+        await emu.drop_sockets(srv)
+        await wait_until(lambda: conn.state is ConnectionState.STOPPED)
+        assert NoticeKind.STOPPED in sink.kinds()
+        assert "internal error" in next(n.text for n in sink.notices if n.kind is NoticeKind.STOPPED)
+        assert conn.health().loop_error and "RuntimeError" in conn.health().loop_error
+    finally:
+        await conn.close()
+
+
+async def test_panel_outage_retries_back_off(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    timing = dataclasses.replace(FAST, backoff_min=0.05, backoff_max=1.6)
+    conn, _sink = conn_factory(srv, timing)
+    await conn.wait_ready(3)
+    emu.fail_next("GET", "/websocket", 502, times=100)
+    before = sum(r.path.endswith("/websocket") for r in emu.requests)
+    await emu.drop_sockets(srv)
+    await asyncio.sleep(3.0)
+    tries = sum(r.path.endswith("/websocket") for r in emu.requests) - before
+    # one try every 50 ms would be 60; doubling from 50 ms to 1.6 s with full jitter is about a dozen
+    assert 3 <= tries <= 20, tries
+
+
+# -- unknown is not offline ----------------------------------------------------------------------------------
+
+
+async def test_a_command_on_a_fresh_socket_waits_for_the_first_status(profile: str) -> None:
+    emulator = {"profile": profile, "first_status_delay": 0.5}
+    async with own_connection(emulator) as (_emu, srv, conn, _sink):
+        result = await actions.send_command(conn, "say hello")  # opens the socket on demand
+        assert "[Server] hello" in result.lines and not result.state_unknown
+        assert ("send command", ["say hello"]) in srv.received
+
+
+async def test_logs_on_a_fresh_socket_wait_for_the_first_status(profile: str) -> None:
+    async with own_connection({"profile": profile, "first_status_delay": 0.5}) as (_emu, srv, conn, _sink):
+        srv.emit_console("history")
+        assert await actions.fetch_logs(conn) == ["history"]
+
+
+async def test_a_still_unknown_state_is_said_not_called_offline() -> None:
+    timing = dataclasses.replace(FAST, first_status_wait=0.2)
+    async with own_connection({"first_status_delay": 2.0}, timing=timing) as (_emu, srv, conn, _sink):
+        result = await actions.send_command(conn, "list", window=0.1)
+        assert result.state_unknown and ("send command", ["list"]) in srv.received
+    # a late status that says offline, within the wait, is still refused
+    async with own_connection({"first_status_delay": 0.5}, state="offline") as (_e, off, conn, _k):
+        with pytest.raises(ActionRefused, match="offline"):
+            await actions.send_command(conn, "list")
+        assert ("send command", ["list"]) not in off.received
