@@ -137,10 +137,6 @@ class WingsConnection:
     def last_error(self) -> str | None:
         return self.session.last_error
 
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
-
     def health(self) -> Health:
         s = self.session
         mono, wall = self.clock(), self._wall()

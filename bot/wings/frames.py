@@ -90,11 +90,6 @@ class Frame:
         """The first arg, or "" when there is none."""
         return self.args[0] if self.args else ""
 
-    @property
-    def joined(self) -> str:
-        """The args joined with no separator, as Wings reads `auth`, `set state` and `send command`."""
-        return "".join(self.args)
-
 
 def encode_frame(event: str | Event, *args: str) -> str:
     """Encode one outbound frame as compact JSON; `args` is always present, even when empty."""

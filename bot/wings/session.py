@@ -499,10 +499,6 @@ class Session:
             return self.last_stats
         return None
 
-    def lost_since(self) -> float | None:
-        """Since when the connection is down (None while it is up)."""
-        return self._down_since
-
     # -- frames ------------------------------------------------------------------------------------------------
 
     def receive(self, data: str | bytes | Frame, now: float) -> list[Action]:

@@ -56,15 +56,6 @@ class TokenClaims:
         """exp - iat in seconds, or None without iat."""
         return None if self.iat is None else self.exp - self.iat
 
-    @property
-    def scopes(self) -> frozenset[str]:
-        """The space-separated `scope` claim as a set (empty on Classic panels, which send none)."""
-        return frozenset((self.scope or "").split())
-
-    def allows(self, permission: str) -> bool:
-        """True when the token's permissions grant `permission` the way Wings decides it."""
-        return has_permission(self.permissions, permission)
-
 
 def _b64url(part: str) -> bytes:
     try:
