@@ -501,7 +501,9 @@ def test_a_capture_with_no_answer_ends_after_the_first_line_wait() -> None:
 
 def test_a_socket_closing_mid_capture_ends_it() -> None:
     s = connected()
+    s.receive(frame("console output", "a"), 0.5)
     s.capture_logs(1.0, CapturePurpose.LOGS)
+    s.receive(frame("console output", "a"), 1.1)
     s.receive(frame("console output", "new"), 1.1)
     actions = s.socket_closed(1006, 1.2)
     assert lines(actions) == ["new"] and of(actions, CaptureDone)
@@ -585,3 +587,22 @@ def test_backoff_grows_to_the_cap_with_full_jitter() -> None:
     assert backoff_delay(3, TIMING, 0.99) == pytest.approx(8 * 0.99)
     assert backoff_delay(20, TIMING, 0.99) == pytest.approx(60 * 0.99)
     assert backoff_delay(20, TIMING, 0.0) == TIMING.backoff_min / 2
+
+
+def test_a_logs_replay_with_nothing_delivered_before_posts_nothing() -> None:
+    s = connected()
+    s.capture_logs(1.0, CapturePurpose.LOGS)
+    for line in ("old 1", "old 2"):
+        s.receive(frame("console output", line), 1.1)
+    actions = fire(s, 10.0)
+    assert lines(actions) == [] and of(actions, CaptureDone)[0].lines == ("old 1", "old 2")
+    assert lines(s.receive(frame("console output", "new"), 11.0)) == ["new"]
+
+
+def test_a_new_socket_forgets_the_last_one_s_refresh_failures() -> None:
+    s = connected()
+    s.receive(frame("token expiring"), 30.0)
+    s.credentials_failed(PanelServerError("down"), 30.0)
+    s.socket_closed(1006, 31.0)
+    connected(now=32.0, s=s)
+    assert of(s.receive(frame("jwt error", "jwt: created too far in past (denylist)"), 40.0), FetchToken)

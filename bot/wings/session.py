@@ -416,6 +416,8 @@ class Session:
         self.sockets += 1
         self.claims = None
         self.power = None  # a new socket learns the state again from its first `status`
+        self._refresh_failures = 0
+        self._transfer_ended = False
         self._pending_claims = self._read_token(token)
         self._auth_deadline = now + self.timing.auth_timeout
         return [SendFrame(Event.AUTH, (token,))]
@@ -593,13 +595,12 @@ class Session:
             case JwtReaction.RECONNECT:
                 self.refresh_phase = RefreshPhase.IDLE
                 out += self._reconnect(f"Wings refused the token ({cause})", now)
-            case JwtReaction.REFRESH:
-                self._lossy = (
-                    True  # events were replaced by errors: fill the gap once a new token is accepted
-                )
+            case JwtReaction.REFRESH if self.state is SessionState.CONNECTED:
+                # Events were replaced by errors: fill the gap once a new token is accepted.
+                self._lossy = True
                 out += self._request_refresh(now)
-            case JwtReaction.REPORT:
-                pass
+            case _:
+                pass  # reported; before the first `auth success` no event can have been replaced
         return out
 
     def _on_daemon_error(self, frame: Frame, now: float) -> list[Action]:
@@ -724,7 +725,13 @@ class Session:
         cap, self.capture = self.capture, None
         if cap is None:
             return []
-        fresh = new_lines(self._recent.snapshot(), cap.lines)
+        delivered = self._recent.snapshot()
+        if delivered or CapturePurpose.GAP_FILL in cap.purposes:
+            fresh = new_lines(delivered, cap.lines)
+        else:
+            # Nothing delivered yet to align a mere replay with: post none of it. The asker gets every line; a
+            # linked channel may miss a live line printed in this window by a server silent until then.
+            fresh = []
         out: list[Action] = []
         for line in fresh:
             self._recent.add(line)
