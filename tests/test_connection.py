@@ -578,7 +578,7 @@ async def test_a_refresh_that_finds_the_server_on_another_node_follows_it(profil
         await emu.transfer(srv, node2)  # the old node keeps its socket open, but quiet
         srv.emit_console("moved, nobody listening yet")
         await wait_until(lambda: conn.reconnects == 1 and conn.state is ConnectionState.CONNECTED, 5)
-        assert [s.node for s in emu.sockets(srv)] == [node2]
+        await wait_until(lambda: [s.node for s in emu.sockets(srv)] == [node2])
         srv.emit_console("on node 2")
         await wait_until(lambda: "on node 2" in sink.console(), 3)
         assert sink.console() == ["on node 1", "moved, nobody listening yet", "on node 2"]

@@ -457,13 +457,8 @@ class Session:
             out += self._reconnect(f"socket closed ({code if code is not None else 'no close frame'})", now)
         self.state = SessionState.DISCONNECTED
         self._verdict_given = False
+        self.reconnects += 1  # counted once the socket is really gone, as the driver goes to retry
         return out
-
-    def internal_error(self, text: str, now: float) -> list[Action]:
-        """The driver failed in a way it did not expect: retry like any other failure (it logged the traceback)."""
-        if self.refresh_phase is RefreshPhase.FETCHING:
-            return self._refresh_failed(text, now)
-        return self._reconnect(text, now)
 
     def give_up(self, reason: str) -> list[Action]:
         """The driver cannot go on at all: stop, and say so."""
@@ -760,11 +755,12 @@ class Session:
             return []
         self.last_error = reason
         self._went_down(now)
-        self.reconnects += 1
         log.info("wings connection %s: %s", self.server, reason)
         if self.state in (SessionState.AUTHENTICATING, SessionState.CONNECTED):
-            self.state = SessionState.CLOSING
+            self.state = SessionState.CLOSING  # socket_closed() counts the reconnect
             self._verdict_given = True
+        else:
+            self.reconnects += 1
         return [Reconnect(reason, retry_after)]
 
     def _stop(self, reason: str) -> list[Action]:
