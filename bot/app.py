@@ -5,6 +5,10 @@ services cogs call (links, audit, server views, health reports, the guard), load
 commands to the allowed guilds only when they changed (bot.command_sync), and restores the saved console
 links of the allowed guilds. Cogs only translate Discord input
 into calls on what hangs here.
+
+With `SHARD_COUNT`/`SHARD_IDS` the bot runs discord.py's own sharding (`create_bot` picks the
+`AutoShardedBot` flavour) and serves only the guilds on its shards (bot.shards); the process running shard 0
+also does what belongs to the whole bot, such as syncing the slash commands.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import discord
@@ -28,11 +33,13 @@ from bot.health_report import HealthReports
 from bot.heartbeat import Heartbeat, heartbeat_path
 from bot.links import LinkService
 from bot.panel.client import PanelClient
+from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.server_view import ServerViews
 from bot.settings import Settings
-from bot.store import Store, StoreError
+from bot.shards import ShardPlan, discord_budget
+from bot.store import INTERRUPTED, Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
 from bot.wings.manager import ConnectionManager
@@ -88,6 +95,7 @@ class WingbeatBot(commands.Bot):
     reports: HealthReports
     guard: Guard
     heartbeat: Heartbeat  # touched while the gateway and loop are alive; read by `wingbeat healthcheck`
+    budget: RequestBudget  # every Discord request background work makes (relay posts, ...)
 
     def __init__(
         self,
@@ -108,6 +116,10 @@ class WingbeatBot(commands.Bot):
         if settings.console_input:
             intents.guild_messages = True
             intents.message_content = True
+        shards = ShardPlan.from_settings(settings)
+        sharding: dict[str, Any] = {}
+        if shards.sharded:
+            sharding = {"shard_count": shards.count, "shard_ids": list(shards.ids)}
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -116,8 +128,10 @@ class WingbeatBot(commands.Bot):
             tree_cls=WingbeatTree,
             guild_ready_timeout=guild_ready_timeout,
             chunk_guilds_at_startup=False,
+            **sharding,
         )
         self.settings = settings
+        self.shard_plan = shards
         self._timing = timing
         self._relay_interval = relay_interval
         self._catalog_refresh = catalog_refresh
@@ -142,6 +156,9 @@ class WingbeatBot(commands.Bot):
         settings = self.settings
         self.store = await Store.open(settings.database_url)
         self._closes("store", self.store.close)
+        # Actions still `started` in this process's guilds were cut short when it (or the process it replaces
+        # on these shards) died: say so in the audit log.
+        await self.store.interrupt_started_audit(INTERRUPTED, shards=self.shard_plan.store_filter())
         self.auditor = Auditor(self.store)
         self.panel = PanelClient(settings.panel_url, settings.panel_api_key, timeout=self._panel_timeout)
         self._closes("panel client", self.panel.close)
@@ -149,11 +166,21 @@ class WingbeatBot(commands.Bot):
             self.panel, origin=settings.wings_origin, timing=self._timing, idle_close=self._idle_close
         )
         self._closes("wings connections", self.manager.close)
+        share = discord_budget(self.shard_plan, settings.discord_api_url)
+        self.budget = RequestBudget(share.rate, share.burst)
+        log.info(
+            "Discord budget: %g requests/s, bursts of %d (%s; %s)",
+            share.rate,
+            share.burst,
+            self.shard_plan.describe(),
+            "behind a shared proxy" if share.proxied else f"1/{self.shard_plan.process_count} of the token's",
+        )
         self.relay = ConsoleRelay(
             self.manager,
             DiscordPoster(self),
             mode=settings.console_color,
             min_interval=self._relay_interval,
+            budget=self.budget,
             on_link_stopped=self._link_stopped,
         )
         self._closes("console relay", self.relay.close)
@@ -162,11 +189,16 @@ class WingbeatBot(commands.Bot):
         self._closes("server catalog", self.catalog.close)
         self.views = ServerViews(self.catalog, self.manager, self.panel)
         self.reports = HealthReports(self.store, self.relay, self.manager, self.catalog)
-        self.guard = Guard(settings, self.auditor)
+        self.guard = Guard(settings, self.auditor, serves=self.shard_plan.serves)
         for name in self._extensions:
             await self.load_extension(name)
-        self.command_sync = await sync_commands(self, self.tree, self.store, settings.guild_ids)
-        await self.links.restore(self.guard.allowed_guilds)
+        if self.shard_plan.runs_shared_duties:
+            self.command_sync = await sync_commands(self, self.tree, self.store, settings.guild_ids)
+        else:
+            # The process with shard 0 registers the commands; this one only needs the tree to know them.
+            for guild_id in settings.guild_ids:
+                self.tree.copy_global_to(guild=discord.Object(guild_id))
+        await self.links.restore(self.guard.allowed_guilds, shards=self.shard_plan.store_filter())
         self.catalog.start()
         self.heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
         self._closes("heartbeat", self.heartbeat.close)
@@ -186,9 +218,12 @@ class WingbeatBot(commands.Bot):
         if not self.ready_logged:
             self.ready_logged = True
             links = len(self.relay.link_health())
-            log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
+            shards = f", {self.shard_plan.describe()}" if self.shard_plan.sharded else ""
+            log.info(
+                "ready as %s in %d guild(s), %d console link(s)%s", self.user, len(self.guilds), links, shards
+            )
             print(
-                f"Wingbeat ready: {self.user} in {len(self.guilds)} guild(s), {links} console link(s)",
+                f"Wingbeat ready: {self.user} in {len(self.guilds)} guild(s), {links} console link(s){shards}",
                 flush=True,
             )
 
@@ -242,9 +277,20 @@ class WingbeatBot(commands.Bot):
         log.info("closed")
 
 
+class ShardedWingbeatBot(WingbeatBot, commands.AutoShardedBot):
+    """The bot on some of the token's shards (`SHARD_COUNT`, `SHARD_IDS`), one gateway session per shard."""
+
+
+def create_bot(settings: Settings, **options: Any) -> WingbeatBot:
+    """The bot for these settings: sharded when `SHARD_COUNT` is set, else exactly the one-process bot."""
+    if settings.shard_count is not None:
+        return ShardedWingbeatBot(settings, **options)
+    return WingbeatBot(settings, **options)
+
+
 async def run_bot(settings: Settings) -> None:
     """Run until closed; SIGINT/SIGTERM close the bot cleanly."""
-    async with WingbeatBot(settings) as bot:
+    async with create_bot(settings) as bot:
         loop = asyncio.get_running_loop()
         closing: set[asyncio.Task[None]] = set()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import discord
@@ -67,8 +67,14 @@ def option_text(options: Sequence[Mapping[str, Any]]) -> str:
 class Guard:
     """Decides whether an interaction may go on, and answers it when not."""
 
-    def __init__(self, settings: Settings, auditor: Auditor) -> None:
+    def __init__(
+        self, settings: Settings, auditor: Auditor, *, serves: Callable[[int | None], bool] | None = None
+    ) -> None:
         self.allowed_guilds = frozenset(settings.guild_ids)
+        # With several processes on one token, the guilds on this process's shards (bot.shards); Discord never
+        # delivers the others here, and if it did, their own process answers them.
+        self._serves = serves or (lambda guild_id: True)
+        self._elsewhere_seen: set[int | None] = set()
         self._admin_role_ids = settings.admin_role_ids
         self._auditor = auditor
         self._warned: set[int] = set()
@@ -133,8 +139,22 @@ class Guard:
                 await self._idle.wait()
         return len(self._inflight)
 
+    def served_elsewhere(self, guild_id: int | None) -> bool:
+        """True for a guild on another process's shards: its interactions are left unanswered here."""
+        if self._serves(guild_id):
+            return False
+        if guild_id not in self._elsewhere_seen:
+            self._elsewhere_seen.add(guild_id)
+            log.warning("ignoring interactions of guild %s: it is on another process's shards", guild_id)
+        return True
+
     async def admit(self, interaction: discord.Interaction[Any]) -> bool:
-        """True when the interaction may go on; otherwise it has been answered (no choices, or one sentence)."""
+        """True when the interaction may go on; otherwise it has been answered (no choices, or one sentence).
+
+        An interaction of a guild on another process's shards is not answered at all: that process answers it.
+        """
+        if self.served_elsewhere(interaction.guild_id):
+            return False
         reason = self.refusal(interaction)
         if reason is None:
             return True

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from bot.audit import WINGBEAT_USER, AuditAction, Auditor
 from bot.panel.models import Server
 from bot.relay.service import ConsoleRelay
-from bot.store import How, Link, Store
+from bot.store import How, Link, Shards, Store
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,15 @@ class LinkService:
         relay_removed = await self._relay.unlink(server_identifier, channel_id)
         return removed or relay_removed
 
-    async def restore(self, allowed_guilds: Collection[int]) -> None:
+    async def restore(self, allowed_guilds: Collection[int], *, shards: Shards | None = None) -> None:
         """Start every saved link of the allowed guilds (at start-up); one that fails is logged, the others go on.
 
         Links of a guild no longer in `GUILD_IDS` are kept in the store but not started: its channels must not
         see the console, and they come back if the guild is allowed again. Links Discord refused last time
-        (stopped) are tried again: the channel may be back, or the permission given.
+        (stopped) are tried again: the channel may be back, or the permission given. With `shards`, only the
+        links of the guilds on them are read: other processes run the rest.
         """
-        links = await self._store.links()
+        links = await self._store.links(shards=shards)
         restored = 0
         for link in links:
             if link.guild_id not in allowed_guilds:

@@ -22,6 +22,7 @@ import pytest
 from bot.settings import Database
 from bot.store import (
     ALL_SERVERS,
+    INTERRUPTED,
     MIGRATIONS,
     SCHEMA_VERSION,
     STARTED,
@@ -32,6 +33,7 @@ from bot.store import (
     GuildSettings,
     How,
     Link,
+    Shards,
     SQLiteStore,
     Store,
     StoreError,
@@ -210,6 +212,59 @@ async def test_links_filtered_by_guild_and_ordered(store: Store) -> None:
     ]
     assert [x.server_identifier for x in await store.links(guild_id=2)] == ["s3"]
     assert await store.links(guild_id=3) == []
+
+
+def guild_on_shard(shard: int, count: int, serial: int = 0) -> int:
+    """A guild ID (a real-looking snowflake) that Discord puts on `shard` of `count`."""
+    guild = (1_200_000_000_000 + serial * count + shard) << 22 | 4321
+    assert (guild >> 22) % count == shard
+    return guild
+
+
+async def test_links_filtered_by_shard(store: Store) -> None:
+    g0, g1, g2 = guild_on_shard(0, 3), guild_on_shard(1, 3), guild_on_shard(2, 3)
+    big = guild_on_shard(2, 3, serial=2**38)  # near the top of the 64-bit range: no sign trouble
+    assert big > 2**62
+    for n, guild in enumerate((g0, g1, g2, big)):
+        await store.add_link(make_link(guild=guild, channel=100 + n, server=f"s{n}"))
+    on = {s: {x.server_identifier for x in await store.links(shards=Shards(3, (s,)))} for s in range(3)}
+    assert on == {0: {"s0"}, 1: {"s1"}, 2: {"s2", "s3"}}
+    both = await store.links(shards=Shards(3, (0, 2)))
+    assert [x.server_identifier for x in both] == ["s0", "s2", "s3"]  # ordered as ever
+    assert [x.server_identifier for x in await store.links(g1, shards=Shards(3, (1,)))] == ["s1"]
+    assert await store.links(g1, shards=Shards(3, (0,))) == []
+    assert len(await store.links(shards=Shards(1, (0,)))) == 4
+
+
+def test_shards_are_checked() -> None:
+    for count, ids in ((0, (0,)), (2, ()), (2, (2,)), (2, (-1,))):
+        with pytest.raises(ValueError):
+            Shards(count, ids)
+    assert Shards(2, (1,)).holds(guild_on_shard(1, 2)) and not Shards(2, (1,)).holds(None)
+    assert Shards(2, (0,)).holds(None)
+
+
+async def test_started_audit_rows_of_a_crashed_process_are_marked_interrupted(backend: Backend) -> None:
+    g0, g1 = guild_on_shard(0, 2), guild_on_shard(1, 2)
+    async with await backend.open(clock=ticking()) as s:
+        mine = await s.audit_start(
+            guild_id=g1, user_id=5, server_identifier="a", action="power", arguments=""
+        )
+        theirs = await s.audit_start(
+            guild_id=g0, user_id=5, server_identifier="a", action="power", arguments=""
+        )
+        dm = await s.audit_start(guild_id=None, user_id=5, server_identifier=None, action="x", arguments="")
+        done = await s.audit_start(
+            guild_id=g1, user_id=6, server_identifier="a", action="power", arguments=""
+        )
+        await s.audit_finish(done, "done: started")
+        assert await s.interrupt_started_audit(INTERRUPTED, shards=Shards(2, (1,))) == 1
+        outcomes = {e.id: (e.outcome, e.completed_at is not None) for e in await s.recent_audit()}
+        assert outcomes[mine] == (INTERRUPTED, True)
+        assert outcomes[theirs] == (STARTED, False) and outcomes[dm] == (STARTED, False)
+        assert outcomes[done] == ("done: started", True)
+        assert await s.interrupt_started_audit(INTERRUPTED, shards=Shards(2, (0,))) == 2  # with the DM's row
+        assert await s.interrupt_started_audit(INTERRUPTED) == 0
 
 
 async def test_remove_link(store: Store) -> None:

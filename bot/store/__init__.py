@@ -13,6 +13,7 @@
 from bot.store.interface import Store
 from bot.store.models import (
     ALL_SERVERS,
+    INTERRUPTED,
     STARTED,
     AuditEntry,
     Board,
@@ -21,6 +22,7 @@ from bot.store.models import (
     GuildSettings,
     How,
     Link,
+    Shards,
     StoreError,
     TargetKind,
 )
@@ -30,6 +32,7 @@ from bot.store.sqlite import MEMORY, MIGRATIONS, SQLiteStore, database_path
 
 __all__ = [
     "ALL_SERVERS",
+    "INTERRUPTED",
     "MEMORY",
     "MIGRATIONS",
     "SCHEMA_VERSION",
@@ -43,6 +46,7 @@ __all__ = [
     "How",
     "Link",
     "SQLiteStore",
+    "Shards",
     "Store",
     "StoreError",
     "TargetKind",

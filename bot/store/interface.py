@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from bot.store.models import AuditEntry, Board, Grant, GuildSettings, How, Link, TargetKind
+from bot.store.models import AuditEntry, Board, Grant, GuildSettings, How, Link, Shards, TargetKind
 
 if TYPE_CHECKING:
     from bot.settings import Database
@@ -75,8 +75,9 @@ class Store(ABC):
         """Delete every link into a channel (e.g. the channel was deleted); returns how many."""
 
     @abstractmethod
-    async def links(self, guild_id: int | None = None) -> list[Link]:
-        """Every link, or only one guild's, ordered by guild, channel and server name (ASCII case ignored)."""
+    async def links(self, guild_id: int | None = None, *, shards: Shards | None = None) -> list[Link]:
+        """Every link, or only one guild's, or only those of the guilds on `shards`; ordered by guild, channel
+        and server name (ASCII case ignored)."""
 
     @abstractmethod
     async def links_for_server(self, server_identifier: str) -> list[Link]:
@@ -114,6 +115,14 @@ class Store(ABC):
     @abstractmethod
     async def audit_finish(self, entry_id: int, outcome: str) -> None:
         """Complete a started audit entry with its outcome."""
+
+    @abstractmethod
+    async def interrupt_started_audit(self, outcome: str, *, shards: Shards | None = None) -> int:
+        """Complete every entry still `started` (of the guilds on `shards`, or all) with `outcome`.
+
+        For a process starting up: what it (or the process it replaces on these shards) had begun and not
+        finished was cut short by a crash. Returns how many entries it completed.
+        """
 
     @abstractmethod
     async def recent_audit(

@@ -45,6 +45,28 @@ class How(StrEnum):
 
 
 STARTED = "started"  # the outcome of an action that began and has not finished (or was cut short by a crash)
+INTERRUPTED = "interrupted: Wingbeat stopped before the action finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Shards:
+    """Guilds on some of the token's shards: those with `(guild_id >> 22) % count` in `ids`.
+
+    Several processes sharing one store each read the rows of their own shards' guilds; rows without a guild
+    (direct messages) count as shard 0's, where Discord delivers them.
+    """
+
+    count: int
+    ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not self.ids or any(not 0 <= i < self.count for i in self.ids):
+            raise ValueError("shard ids must be within 0 .. count - 1, and at least one")
+
+    def holds(self, guild_id: int | None) -> bool:
+        if guild_id is None:
+            return 0 in self.ids
+        return (guild_id >> 22) % self.count in self.ids
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from bot.store.models import (
     GuildSettings,
     How,
     Link,
+    Shards,
     StoreError,
     TargetKind,
 )
@@ -125,8 +126,17 @@ class SqlStore(Store):
             log.info("Removed %d link(s) into channel %d", count, channel_id)
         return count
 
-    async def links(self, guild_id: int | None = None) -> list[Link]:
-        where, params = ("WHERE guild_id = ?", (guild_id,)) if guild_id is not None else ("", ())
+    async def links(self, guild_id: int | None = None, *, shards: Shards | None = None) -> list[Link]:
+        conditions: list[str] = []
+        params: list[object] = []
+        if guild_id is not None:
+            conditions.append("guild_id = ?")
+            params.append(guild_id)
+        if shards is not None:
+            sql, values = _on_shards(shards, with_no_guild=False)
+            conditions.append(sql)
+            params.extend(values)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = await self._fetch(
             f"SELECT * FROM links {where} ORDER BY guild_id, channel_id, {self._nocase('server_name')},"
             f" {self._binary('server_identifier')}",
@@ -177,6 +187,20 @@ class SqlStore(Store):
             "UPDATE audit_log SET outcome = ?, completed_at = ? WHERE id = ?",
             (outcome, self._moment(self._clock()), entry_id),
         )
+
+    async def interrupt_started_audit(self, outcome: str, *, shards: Shards | None = None) -> int:
+        where = ""
+        params: tuple[int, ...] = ()
+        if shards is not None:
+            sql, params = _on_shards(shards, with_no_guild=True)
+            where = f" AND {sql}"
+        count = await self._execute(
+            f"UPDATE audit_log SET outcome = ?, completed_at = ? WHERE outcome = ?{where}",
+            (outcome, self._moment(self._clock()), STARTED, *params),
+        )
+        if count:
+            log.warning("Marked %d audit entr%s cut short by a crash", count, "y" if count == 1 else "ies")
+        return count
 
     async def _insert_audit(
         self,
@@ -411,6 +435,19 @@ class SqlStore(Store):
             created_by=row["created_by"],
             created_at=self._read_moment(row["created_at"]),
         )
+
+
+def _on_shards(shards: Shards, *, with_no_guild: bool) -> tuple[str, tuple[int, ...]]:
+    """A condition on `guild_id` that holds for the guilds on `shards` (and rows without a guild: shard 0's).
+
+    Discord's own rule, `(guild_id >> 22) % count`, computed by the database: both read `>>` and `%` alike on
+    64-bit integers, and snowflakes are positive, so no sign trouble.
+    """
+    marks = ", ".join("?" for _ in shards.ids)
+    sql = f"((guild_id >> 22) % ? IN ({marks}))"
+    if with_no_guild and 0 in shards.ids:
+        sql = f"(guild_id IS NULL OR {sql})"
+    return sql, (shards.count, *shards.ids)
 
 
 def _guild_settings(row: Row) -> GuildSettings:

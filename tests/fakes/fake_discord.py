@@ -165,6 +165,7 @@ class _GatewayConn:
     seq: int = 0
     intents: int = 0
     identified: bool = False
+    shard: tuple[int, int] = (0, 1)  # (id, count) from IDENTIFY; (0, 1) when not sharded
 
 
 class FakeDiscord:
@@ -205,6 +206,10 @@ class FakeDiscord:
         self.interactions: list[FakeInteraction] = []
         self.identify_count = 0
         self.resume_count = 0
+        self.identified_shards: list[tuple[int, int]] = []  # (id, count) of every IDENTIFY, in order
+        # Set to a shard id: every dispatch goes to that shard's sessions whatever its guild (a misbehaving
+        # Discord), so a test can see a client refuse what is not on its shards.
+        self.misroute_to: int | None = None
 
         self._messages: dict[int, list[PostedMessage]] = {}
         self._message_index: dict[int, PostedMessage] = {}
@@ -216,7 +221,7 @@ class FakeDiscord:
         self._global_hits: deque[float] = deque()
         self._failures: list[_Failure] = []
         self._conns: set[_GatewayConn] = set()
-        self._sessions: dict[str, int] = {}  # session id -> last sequence
+        self._sessions: dict[str, tuple[int, tuple[int, int]]] = {}  # session id -> last sequence, shard
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -378,7 +383,7 @@ class FakeDiscord:
         `message_type` other than 0 makes it a system message as Discord sends them (4 channel renamed, 6 pinned,
         7 member joined, 18 thread created: its content is the thread's name; 19 a reply to `reference`).
         """
-        self._require_connection()
+        self._require_connection(guild_id)
         message_id = snowflake()
         guild = self.guilds.get(guild_id) if guild_id is not None else None
         member = guild.members.get(user_id) if guild else None
@@ -419,8 +424,8 @@ class FakeDiscord:
 
     async def edit_user_message(self, message_id: int, content: str) -> None:
         """Dispatches MESSAGE_UPDATE as if the author edited a message sent with `send_user_message`."""
-        self._require_connection()
         data = self.user_messages[message_id]
+        self._require_connection(int(data["guild_id"]) if "guild_id" in data else None)
         data.update(content=content, edited_timestamp=iso_now())
         self._dispatch_soon("MESSAGE_UPDATE", dict(data))
 
@@ -480,9 +485,13 @@ class FakeDiscord:
         except TimeoutError:
             raise TimeoutError(f"fake discord: timed out after {timeout}s waiting for {what}") from None
 
-    def _require_connection(self) -> None:
+    def _require_connection(self, guild_id: int | None = None) -> None:
         if not self.connected:
             raise RuntimeError("no discord.py client is connected to the fake gateway")
+        if self.misroute_to is None and not any(
+            c.identified and self._routes_to(c, guild_id) for c in self._conns
+        ):
+            raise RuntimeError(f"no discord.py client holds the shard of guild {guild_id}")
 
     # internals: interactions
 
@@ -507,7 +516,7 @@ class FakeDiscord:
         member_permissions: int | None,
         focused: str | None,
     ) -> FakeInteraction:
-        self._require_connection()
+        self._require_connection(guild_id)
         cmd, scope = self._find_command(guild_id, command)
         guild = self.guilds.get(guild_id) if guild_id is not None else None
         if guild_id is not None and guild is None:
@@ -642,9 +651,12 @@ class FakeDiscord:
     # internals: gateway
 
     def _dispatch_soon(self, event: str, data: dict[str, Any]) -> None:
-        """Queues a dispatch to every identified connection, in call order."""
+        """Queues a dispatch to every identified connection of the event's shard, in call order."""
+        guild_id = _event_guild(event, data)
         for conn in self._conns:
             if not conn.identified or not self._wants(conn, event, data):
+                continue
+            if not self._routes_to(conn, guild_id):
                 continue
             conn.queue.put_nowait({"op": 0, "t": event, "d": self._filtered(conn, event, data)})
 
@@ -683,7 +695,7 @@ class FakeDiscord:
         finally:
             self._conns.discard(conn)
             if conn.session_id is not None:
-                self._sessions[conn.session_id] = conn.seq
+                self._sessions[conn.session_id] = (conn.seq, conn.shard)
             conn.queue.put_nowait(None)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -716,25 +728,34 @@ class FakeDiscord:
         if d.get("token") != self.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return
+        shard = self._shard_of_identify(d)
+        if shard is None:
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
         self.identify_count += 1
         conn.intents = int(d.get("intents") or 0)
         conn.session_id = secrets.token_hex(16)
         conn.seq = 0
+        conn.shard = shard
         conn.identified = True
+        self.identified_shards.append(shard)
         me = user_payload(self.bot_user_id, self.bot_name, bot=True)
         me.update(verified=True, mfa_enabled=False, flags=0)
-        ready = {
+        guilds = [g for g in self.guilds.values() if self._on_shard(g.id, shard)]
+        ready: dict[str, Any] = {
             "v": 10,
             "user": me,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": conn.session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": self.application_flags},
             "private_channels": [],
             "relationships": [],
         }
+        if "shard" in d:
+            ready["shard"] = list(shard)  # AutoShardedClient reads it (KeyError without)
         conn.queue.put_nowait({"op": 0, "t": "READY", "d": ready})
-        for guild in self.guilds.values():
+        for guild in guilds:
             conn.queue.put_nowait({"op": 0, "t": "GUILD_CREATE", "d": guild.payload()})
 
     async def _resume(self, conn: _GatewayConn, d: dict[str, Any]) -> None:
@@ -744,7 +765,7 @@ class FakeDiscord:
             return
         self.resume_count += 1
         conn.session_id = session
-        conn.seq = self._sessions.pop(session)
+        conn.seq, conn.shard = self._sessions.pop(session)
         conn.identified = True
         conn.queue.put_nowait({"op": 0, "t": "RESUMED", "d": {}})
 
@@ -767,6 +788,49 @@ class FakeDiscord:
         if d.get("nonce") is not None:
             chunk["nonce"] = d["nonce"]
         conn.queue.put_nowait({"op": 0, "t": "GUILD_MEMBERS_CHUNK", "d": chunk})
+
+    # -- sharding: one gateway session per shard, each sees only its guilds -------------------------------------
+
+    # Discord's rule: a guild belongs to shard (guild_id >> 22) % shard_count. A client that IDENTIFYs with
+    # `shard: [id, count]` gets READY and GUILD_CREATE for that shard's guilds only, and every event of a guild
+    # (interactions, messages, channel changes) on that shard's connection; events without a guild (DMs) go to
+    # shard 0. Several clients (one per bot process) may hold sessions at once, each on its own shards.
+
+    @staticmethod
+    def shard_of(guild_id: int, shard_count: int) -> int:
+        """The shard Discord delivers a guild's events on."""
+        return (guild_id >> 22) % shard_count
+
+    def _on_shard(self, guild_id: int, shard: tuple[int, int]) -> bool:
+        return self.shard_of(guild_id, shard[1]) == shard[0]
+
+    @staticmethod
+    def _shard_of_identify(d: dict[str, Any]) -> tuple[int, int] | None:
+        raw = d.get("shard")
+        if raw is None:
+            return (0, 1)
+        try:
+            shard_id, count = int(raw[0]), int(raw[1])
+        except (TypeError, ValueError, IndexError):
+            return None
+        return (shard_id, count) if 0 <= shard_id < count else None
+
+    def _routes_to(self, conn: _GatewayConn, guild_id: int | None) -> bool:
+        if self.misroute_to is not None:  # a deliberate misdelivery, to test a client's own defence
+            return conn.shard[0] == self.misroute_to
+        if guild_id is None:
+            return conn.shard[0] == 0
+        return self._on_shard(guild_id, conn.shard)
+
+    def shard_connected(self, shard_id: int) -> bool:
+        """Whether an identified session holds shard `shard_id` now."""
+        return any(c.identified and c.shard[0] == shard_id for c in self._conns)
+
+    def sessions(self) -> list[tuple[int, int]]:
+        """The (shard id, shard count) of every identified session now."""
+        return [c.shard for c in self._conns if c.identified]
+
+    # -- end of sharding --------------------------------------------------------------------------------------
 
     # internals: REST plumbing
 
@@ -1348,6 +1412,14 @@ class FakeDiscord:
                 entry["approximate_presence_count"] = 0
             out.append(entry)
         return _json(out)
+
+
+def _event_guild(event: str, data: dict[str, Any]) -> int | None:
+    """The guild a dispatch belongs to (its shard delivers it), or None (DMs: shard 0)."""
+    if event in ("GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"):
+        return int(data["id"])
+    raw = data.get("guild_id")
+    return int(raw) if raw is not None else None
 
 
 class _Unknown(Exception):
