@@ -266,6 +266,18 @@ class Batcher:
         self._retry_at = now + min(self._min_interval * 2 ** (self._failures - 1), self._max_backoff)
         self._requeue(batch)
 
+    def throttled(self, now: float, retry_after: float) -> None:
+        """The message in flight met a rate limit (429): it goes back in front and is tried after `retry_after` s.
+
+        Not a failure: the wait is what Discord (or a proxy) asked for, so it does not grow the backoff.
+        """
+        batch = self._inflight
+        if batch is None:
+            raise RuntimeError("throttled() without a message in flight")
+        self._inflight = None
+        self._retry_at = max(self._retry_at, now + retry_after)
+        self._requeue(batch)
+
     def files_refused(self, now: float, pause: float) -> None:
         """The message in flight was refused for its attachment: it goes back to be sent again at once, and
         for `pause` seconds messages carry no file (what would have been attached follows in later messages)."""

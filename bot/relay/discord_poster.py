@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import aiohttp
 import discord
 
-from bot.relay.sender import ChannelGone, FileRefused, PostFailed, PostRejected
+from bot.relay.sender import ChannelGone, FileRefused, PostFailed, PostRejected, PostThrottled
 
 # Discord's JSON error codes that decide what happens to a link (docs/behaviour.md, "The console mirror").
 UNKNOWN_CHANNEL = 10003
 MISSING_ACCESS = 50001
 MISSING_PERMISSIONS = 50013
+DEFAULT_RETRY_AFTER = 1.0  # a 429 that says nothing about when to come back
+MAX_RETRY_AFTER = 60.0
+
+
+async def retry_after(exc: discord.HTTPException) -> float:
+    """How long a 429 asks to wait: the body's `retry_after`, else the `Retry-After` header, else 1 s.
+
+    discord.py retries a 429 itself only when it came through Discord's own edge (a `Via` header); any other
+    429, such as a rate-limiting proxy's, is raised as is. The body was read already and stays cached.
+    """
+    seconds: float | None = None
+    with contextlib.suppress(aiohttp.ClientError, ValueError, TypeError, AttributeError):
+        body = await exc.response.json(content_type=None)
+        if isinstance(body, dict) and body.get("retry_after") is not None:
+            seconds = float(body["retry_after"])
+    if seconds is None:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            seconds = float(exc.response.headers["Retry-After"])
+    if seconds is None or not seconds >= 0:
+        return DEFAULT_RETRY_AFTER
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 class DiscordPoster:
     """Posts through discord.py (which waits on Discord's rate-limit headers), with mentions off.
 
     Discord's refusals are read by their JSON code: an unknown channel or lost access stops the link
-    (`ChannelGone`), a missing permission for a file only drops the file (`FileRefused`).
+    (`ChannelGone`), a missing permission for a file only drops the file (`FileRefused`). A 429 that discord.py
+    did not wait out itself (a proxy's) becomes `PostThrottled`, to be tried again later.
     """
 
     def __init__(self, client: discord.Client) -> None:
@@ -51,8 +74,12 @@ class DiscordPoster:
                 raise ChannelGone("the channel no longer exists") from None
             raise PostFailed(f"Discord answered HTTP 404 (code {exc.code})") from None
         except discord.HTTPException as exc:
-            if 400 <= exc.status < 500 and exc.status != 429:
+            if exc.status == 429:
+                raise PostThrottled(await retry_after(exc)) from None
+            if 400 <= exc.status < 500:
                 raise PostRejected(f"HTTP {exc.status}, code {exc.code}") from None
             raise PostFailed(f"Discord answered HTTP {exc.status}") from None
+        except discord.RateLimited as exc:  # a wait longer than discord.py was told to sleep through
+            raise PostThrottled(min(exc.retry_after, MAX_RETRY_AFTER)) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise PostFailed(f"could not reach Discord ({type(exc).__name__})") from None

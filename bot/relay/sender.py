@@ -38,12 +38,21 @@ class PostFailed(Exception):
     """A send that may work later (5xx, network trouble, rate limit beyond discord.py's retries)."""
 
 
+class PostThrottled(Exception):
+    """Discord, or a rate-limiting proxy in front of it, answered 429: try again after `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.2f} s")
+        self.retry_after = retry_after
+
+
 class PostRejected(Exception):
     """Discord refused this message itself (a 4xx such as 400 or 413): sending it again cannot work."""
 
 
 class Poster(Protocol):
-    """Posts one message to a channel. Raises `ChannelGone`, `FileRefused`, `PostFailed` or `PostRejected`."""
+    """Posts one message to a channel. Raises `ChannelGone`, `FileRefused`, `PostFailed`, `PostThrottled` or
+    `PostRejected`."""
 
     async def post(self, channel_id: int, content: str, attachment: tuple[str, bytes] | None) -> None: ...
 
@@ -80,6 +89,7 @@ class ChannelSender:
         self.attachments = 0
         self.lines_posted = 0
         self.failures = 0
+        self.throttled = 0  # 429s met (each one's message went again later, whole)
         self.lines_rejected = 0
         self.last_post_at: float | None = None
         self.last_error: str | None = None
@@ -160,6 +170,14 @@ class ChannelSender:
                         "channel %d refuses files (Attach Files missing); posting without", self.channel_id
                     )
                     self.push_notice(ATTACH_FILES_NOTICE)
+                    continue
+                except PostThrottled as exc:
+                    # Nothing was posted: the same lines go again (with whatever arrived meanwhile) once the
+                    # wait is over, and the shared budget slows down for every channel.
+                    self.batcher.throttled(self._clock(), exc.retry_after)
+                    self._budget.throttled(exc.retry_after)
+                    self.throttled += 1
+                    log.debug("channel %d: 429, retrying in %.2f s", self.channel_id, exc.retry_after)
                     continue
                 except PostFailed as exc:
                     self._failed(str(exc))

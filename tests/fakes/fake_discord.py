@@ -219,6 +219,8 @@ class FakeDiscord:
         self._interactions_by_token: dict[str, FakeInteraction] = {}
         self._buckets: dict[tuple[str, str], _Bucket] = {}
         self._global_hits: deque[float] = deque()
+        self._proxy_hits: deque[float] = deque()
+        self.proxy_refusals: list[tuple[float, str, float]] = []  # (loop time, path, retry_after) of each 429
         self._failures: list[_Failure] = []
         self._conns: set[_GatewayConn] = set()
         self._sessions: dict[str, tuple[int, tuple[int, int]]] = {}  # session id -> last sequence, shard
@@ -789,6 +791,47 @@ class FakeDiscord:
             chunk["nonce"] = d["nonce"]
         conn.queue.put_nowait({"op": 0, "t": "GUILD_MEMBERS_CHUNK", "d": chunk})
 
+    # -- a shared rate-limiting proxy in front of Discord (nirn-proxy) ---------------------------------------------
+
+    # With `proxy_limit` set, the fake answers like such a proxy shared by several bot processes: at most
+    # `proxy_limit` requests per `proxy_window` seconds reach "Discord" (interaction callbacks and webhooks
+    # aside, as the global limit spares them); the rest get the proxy's own 429, which is not Discord's: no
+    # `Via` header (so discord.py raises it instead of retrying), not global, with `retry_after` in the body
+    # and `Retry-After` (whole seconds) in the headers. Nothing of a refused request reaches the fake's state.
+
+    proxy_limit: int | None = None
+    proxy_window: float = 1.0
+    proxy_429s: int = 0
+
+    def _take_proxy(self, now: float) -> float | None:
+        hits = self._proxy_hits
+        while hits and hits[0] <= now - self.proxy_window:
+            hits.popleft()
+        assert self.proxy_limit is not None
+        if len(hits) >= self.proxy_limit:
+            return _ceil_ms(hits[0] + self.proxy_window - now)
+        hits.append(now)
+        return None
+
+    def _proxy_rate_limited(self, retry_after: float, now: float, rel: str) -> web.Response:
+        self.proxy_429s += 1
+        self.proxy_refusals.append((now, rel, retry_after))
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": False}
+        resp = _json(body, 429)
+        resp.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return resp
+
+    def reached_discord_per_second(self) -> dict[int, int]:
+        """Requests that got past the proxy (all of them without one), by whole second of the loop clock."""
+        out: dict[int, int] = {}
+        for r in self.requests:
+            out[int(r.at)] = out.get(int(r.at), 0) + 1
+        for at, _, _ in self.proxy_refusals:
+            out[int(at)] -= 1
+        return {second: n for second, n in out.items() if n}
+
+    # -- end of the proxy ---------------------------------------------------------------------------------------
+
     # -- sharding: one gateway session per shard, each sees only its guilds -------------------------------------
 
     # Discord's rule: a guild belongs to shard (guild_id >> 22) % shard_count. A client that IDENTIFYs with
@@ -894,10 +937,14 @@ class FakeDiscord:
             exc = request.match_info.http_exception
             return _error(exc.status if exc is not None else 404)
         bucket = self._bucket(request, route.canonical)
+        exempt = rel.startswith(("/interactions/", "/webhooks/"))
+        if self.proxy_limit is not None and not exempt:
+            retry_after = self._take_proxy(now)
+            if retry_after is not None:
+                return self._proxy_rate_limited(retry_after, now, rel)
         failure = self._take_failure(request.method, rel)
         if failure is not None:
             return self._failure_response(failure, bucket.headers(now))
-        exempt = rel.startswith(("/interactions/", "/webhooks/"))
         if not exempt:
             retry = self._take_global(now)
             if retry is not None:
