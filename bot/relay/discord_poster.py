@@ -30,7 +30,7 @@ async def retry_after(exc: discord.HTTPException) -> float:
         if isinstance(body, dict) and body.get("retry_after") is not None:
             seconds = float(body["retry_after"])
     if seconds is None:
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
+        with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError):
             seconds = float(exc.response.headers["Retry-After"])
     if seconds is None or not seconds >= 0:
         return DEFAULT_RETRY_AFTER
