@@ -23,9 +23,13 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.alerts.service import AlertService, AlertTiming
+from bot.boards.messages import BoardMessages
+from bot.boards.service import BoardService
 from bot.catalog import ServerCatalog
 from bot.panel.client import PanelClient
 from bot.panel.models import Server
+from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.settings import Settings
@@ -33,10 +37,18 @@ from bot.store import Link, Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
 from bot.wings.manager import ConnectionManager
+from bot.wings.protocol import PowerAction
 
 log = logging.getLogger(__name__)
 
-INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.servers", "cogs.control", "cogs.console", "cogs.health")
+INITIAL_EXTENSIONS: tuple[str, ...] = (
+    "cogs.servers",
+    "cogs.control",
+    "cogs.console",
+    "cogs.health",
+    "cogs.boards",
+    "cogs.alerts",
+)
 SYNC_META_PREFIX = "commands.synced:"
 
 
@@ -82,7 +94,8 @@ class WingbeatBot(commands.Bot):
     """Holds settings and resources; cogs only translate Discord input into calls on these.
 
     Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
-    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`.
+    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`,
+    `board_tick` (boards' look at the server list and sockets), `alert_timing`.
     """
 
     def __init__(
@@ -95,6 +108,8 @@ class WingbeatBot(commands.Bot):
         idle_close: float = 300.0,
         panel_timeout: float = 15.0,
         guild_ready_timeout: float = 2.0,
+        board_tick: float = 2.0,
+        alert_timing: AlertTiming | None = None,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
         intents = discord.Intents.none()
@@ -118,11 +133,17 @@ class WingbeatBot(commands.Bot):
         self._idle_close = idle_close
         self._panel_timeout = panel_timeout
         self._extensions = tuple(extensions)
+        self._board_tick = board_tick
+        self._alert_timing = alert_timing
+        # One pace for every message the bot posts or edits (relay, boards, alerts), under Discord's global limit.
+        self.discord_budget = RequestBudget()
         self._store: Store | None = None
         self._panel: PanelClient | None = None
         self._manager: ConnectionManager | None = None
         self._relay: ConsoleRelay | None = None
         self._catalog: ServerCatalog | None = None
+        self._boards: BoardService | None = None
+        self._alerts: AlertService | None = None
         self._closing = False
         self.synced_scopes: list[str] = []  # what the last start-up actually pushed to Discord
         self.ready_logged = False
@@ -159,6 +180,18 @@ class WingbeatBot(commands.Bot):
             raise RuntimeError("the server catalog is created in setup_hook")
         return self._catalog
 
+    @property
+    def boards(self) -> BoardService:
+        if self._boards is None:
+            raise RuntimeError("the board service is created in setup_hook")
+        return self._boards
+
+    @property
+    def alerts(self) -> AlertService:
+        if self._alerts is None:
+            raise RuntimeError("the alert service is created in setup_hook")
+        return self._alerts
+
     # start-up
 
     async def login(self, token: str) -> None:
@@ -178,14 +211,36 @@ class WingbeatBot(commands.Bot):
             DiscordPoster(self),
             mode=settings.console_color,
             min_interval=self._relay_interval,
+            budget=self.discord_budget,
             on_link_stopped=self._link_stopped,
         )
         self._catalog = ServerCatalog(self._panel, refresh_every=self._catalog_refresh)
+        self._boards = BoardService(
+            store=self._store,
+            catalog=self._catalog,
+            manager=self._manager,
+            messages=BoardMessages(self),
+            budget=self.discord_budget,
+            interval=settings.status_interval,
+            allowed_guilds=settings.guild_ids,
+            tick=self._board_tick,
+        )
+        self._alerts = AlertService(
+            store=self._store,
+            catalog=self._catalog,
+            manager=self._manager,
+            client=self,
+            budget=self.discord_budget,
+            allowed_guilds=settings.guild_ids,
+            timing=self._alert_timing,
+        )
         for name in self._extensions:
             await self.load_extension(name)
         await self._sync_commands()
         await self._restore_links()
         self._catalog.start()
+        await self._boards.start()
+        await self._alerts.start()
 
     async def _sync_commands(self) -> None:
         digest = commands_hash(self.tree)
@@ -230,6 +285,11 @@ class WingbeatBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
 
+    def note_power_request(self, server: str, action: PowerAction) -> None:
+        """A power action is about to go out through Wingbeat: a stop it causes is no alert."""
+        if self._alerts is not None:
+            self._alerts.power_requested(server, action)
+
     # links (the application calls cogs make)
 
     async def add_link(self, *, guild_id: int, channel_id: int, server: Server, created_by: int) -> bool:
@@ -273,6 +333,7 @@ class WingbeatBot(commands.Bot):
         }
         for server in sorted(saved | set(self.relay.servers_for_channel(channel.id))):
             await self._unlink_gone(channel.id, server, channel.guild.id, "the channel was deleted")
+        await self.boards.channel_deleted(channel.id)
 
     async def _unlink_gone(self, channel_id: int, server: str, guild_id: int, reason: str) -> None:
         await self.remove_link(channel_id=channel_id, server_identifier=server)
@@ -318,6 +379,8 @@ class WingbeatBot(commands.Bot):
             return
         self._closing = True
         steps: list[tuple[str, Any]] = [
+            ("alerts", self._alerts),
+            ("boards", self._boards),
             ("server catalog", self._catalog),
             ("console relay", self._relay),
             ("wings connections", self._manager),

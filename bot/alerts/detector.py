@@ -28,7 +28,7 @@ How Wings reports trouble:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from bot.wings.protocol import PowerState
@@ -124,13 +124,13 @@ class IncidentDetector:
     report_window: float = REPORT_WINDOW
     unreachable_after: float = UNREACHABLE_AFTER
     stop_request_window: float = STOP_REQUEST_WINDOW
-    _power: PowerState | None = None
-    _stop_requested_until: float = float("-inf")
-    _offline_at: float | None = None  # an unexpected offline waiting for crash lines
-    _report: _Report | None = None  # crash lines being collected
-    _incident: _Incident | None = None  # crash or unexpected stop, open until the server runs again
-    _down_since: float | None = None
-    _outage: _Incident | None = None
+    _power: PowerState | None = field(default=None, init=False)
+    _stop_requested_until: float = field(default=float("-inf"), init=False)
+    _offline_at: float | None = field(default=None, init=False)  # an unexpected offline awaiting crash lines
+    _report: _Report | None = field(default=None, init=False)  # crash lines being collected
+    _incident: _Incident | None = field(default=None, init=False)  # crash or unexpected stop, until running
+    _down_since: float | None = field(default=None, init=False)
+    _outage: _Incident | None = field(default=None, init=False)
 
     # -- inputs --------------------------------------------------------------------------------------------
 
