@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from bot.boards.messages import BoardMessages, EditRefused, MessageFailed, MessageGone
 from bot.boards.render import BOARD_LIMIT, Rendered, render_board, render_card
-from bot.boards.snapshot import ServerTracker, Shown
+from bot.boards.snapshot import ServerSnapshot, ServerTracker, Shown
 from bot.catalog import ServerCatalog
 from bot.errors import WingbeatError
 from bot.panel.models import Server
@@ -65,6 +65,12 @@ class BoardHealth:
     edits: int
     reposts: int
     last_error: str | None
+
+
+def _settled(snap: ServerSnapshot) -> bool:
+    if snap.state is Shown.UNKNOWN:
+        return False
+    return snap.state is Shown.OFFLINE or snap.cpu is not None
 
 
 class _Feed:
@@ -114,6 +120,7 @@ class BoardService:
         self._trackers: dict[str, ServerTracker] = {}
         self._subs: dict[str, Subscription] = {}
         self._showing: dict[str, set[int]] = {}  # server -> message ids of the boards showing it
+        self._posting: list[tuple[str, ...]] = []  # servers of the boards being posted right now
         self._listed: tuple[Server, ...] = ()  # the panel's servers, by name
         self._catalog_seen: tuple[Server, ...] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -236,35 +243,38 @@ class BoardService:
         servers: tuple[str, ...],
         created_by: int,
     ) -> Board:
-        self._follow(servers)
-        await self._settle(servers)
-        rendered = self._render_for(kind, server, servers)
-        await self._budget.acquire()
+        self._posting.append(servers)  # followed while the message is being posted
         try:
-            message_id = await self._messages.post(channel_id, rendered)
-        except (MessageGone, MessageFailed) as exc:
+            self._follow(servers)
+            await self._settle(servers)
+            rendered = self._render_for(kind, server, servers)
+            await self._budget.acquire()
+            try:
+                message_id = await self._messages.post(channel_id, rendered)
+            except (MessageGone, MessageFailed) as exc:
+                raise BoardError(f"Discord did not take the message in <#{channel_id}>: {exc}.") from None
+            board = Board(message_id, guild_id, channel_id, kind, server, created_by, datetime.now(UTC))
+            if not await self._store.add_board(board):
+                # Another /board post won the race for this channel: take ours back.
+                with contextlib.suppress(MessageGone, MessageFailed):
+                    await self._messages.delete(channel_id, message_id)
+                raise BoardError(
+                    f"<#{channel_id}> already has a status board; remove it first with `/board remove`."
+                )
+            self._add(board, shown=rendered, servers=servers)
+        finally:
+            self._posting.remove(servers)
             self._resubscribe()
-            raise BoardError(f"Discord did not take the message in <#{channel_id}>: {exc}.") from None
-        board = Board(message_id, guild_id, channel_id, kind, server, created_by, datetime.now(UTC))
-        if not await self._store.add_board(board):
-            # Another /board post won the race for this channel: take ours back.
-            with contextlib.suppress(MessageGone, MessageFailed):
-                await self._messages.delete(channel_id, message_id)
-            self._resubscribe()
-            raise BoardError(
-                f"<#{channel_id}> already has a status board; remove it first with `/board remove`."
-            )
-        self._add(board, shown=rendered, servers=servers)
-        self._resubscribe()
         log.info("posted %s %d in channel %d", kind.value, message_id, channel_id)
         return board
 
     async def _settle(self, servers: Iterable[str]) -> None:
-        """Wait briefly for fresh subscriptions' first `status`, so a new board starts with real states."""
+        """Wait briefly for fresh subscriptions' first `status` (and a running server's first `stats`), so a new
+        board starts with real figures rather than spending its first edit on them."""
         deadline = self._clock() + self._settle_for
         wanted = [s for s in servers if s in self._trackers]
         while self._clock() < deadline:
-            if all(self._trackers[s].snapshot.state is not Shown.UNKNOWN for s in wanted):
+            if all(_settled(self._trackers[s].snapshot) for s in wanted):
                 return
             await asyncio.sleep(0.05)
 
@@ -330,8 +340,9 @@ class BoardService:
             for server in live.servers:
                 showing.setdefault(server, set()).add(message_id)
         self._showing = showing
-        self._follow(showing)
-        for server in [s for s in self._subs if s not in showing]:
+        wanted = set(showing).union(*self._posting)
+        self._follow(wanted)
+        for server in [s for s in self._subs if s not in wanted]:
             self._manager.unsubscribe(self._subs.pop(server))
             self._trackers.pop(server, None)
 
