@@ -436,6 +436,8 @@ class Emulator:
         self.servers_by_uuid: dict[str, FakeServer] = {}
         self.requests: list[RecordedRequest] = []
         self.failures: list[Failure] = []
+        # route name -> kind of garbage the panel answers with there (tests/fakes/panel_app.py GARBAGE)
+        self.panel_garbage: dict[str, str] = {}
         self.rate = _RateWindow()
         self.resource_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.panel_url = ""
