@@ -35,6 +35,7 @@ from bot.boards.custom_ids import (
 from bot.boards.render import plain_name
 from bot.discord_access import check_interaction
 from bot.panel.models import Server
+from bot.panel.pacing import Priority
 from bot.store import How
 from bot.tree import UNEXPECTED_ERROR, Refusal, send_ephemeral, user_error_text
 from bot.wings.protocol import PowerAction
@@ -155,12 +156,14 @@ async def answering_errors(interaction: discord.Interaction, work: Awaitable[obj
             log.warning("could not tell the user about an error: %s", http)
 
 
-async def server_by_id(bot: WingbeatBot, identifier: str) -> Server:
+async def server_by_id(bot: WingbeatBot, identifier: str, priority: Priority = Priority.ACTION) -> Server:
     """The panel's server with this identifier; a clear sentence when the panel no longer lists it."""
-    servers = await bot.catalog.get(CATALOG_MAX_AGE)
+    servers = await bot.catalog.get(CATALOG_MAX_AGE, priority=priority)
     found = next((s for s in servers if s.identifier == identifier), None)
     if found is None and (bot.catalog.age() or 0.0) >= 2.0:
-        found = next((s for s in await bot.catalog.refresh() if s.identifier == identifier), None)
+        found = next(
+            (s for s in await bot.catalog.refresh(priority=priority) if s.identifier == identifier), None
+        )
     if found is None:
         raise Refusal(SERVER_GONE)
     return found
@@ -370,7 +373,7 @@ class BoardSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=BOARD
         if not values:
             raise Refusal("Pick a server in the menu.")
         await defer(interaction, ephemeral=True)
-        server = await server_by_id(bot, values[0])
+        server = await server_by_id(bot, values[0], Priority.VIEW)
         card = await bot.boards.card(server)
         await interaction.followup.send(embed=layout.embed(card), view=layout.view(card), ephemeral=True)
 

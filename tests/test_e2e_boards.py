@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from bot.app import WingbeatBot
 from bot.settings import Settings
-from bot.store import BoardKind, How
+from bot.store import AuditEntry, BoardKind, How
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, OTHER, TIMING, USER, Rig, build_world, settings_for
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.fakes.fake_discord import FakeDiscord, FakeInteraction, PostedMessage
@@ -101,6 +102,14 @@ async def answered(inter: FakeInteraction, needle: str, timeout: float = 8.0) ->
     await inter._owner.wait_for(lambda: needle in inter.all_text, timeout, f"{needle!r} in the answers")
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 8.0) -> None:
+    """Wait until an async check (e.g. a store read) holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 def edit_times(fake: FakeDiscord, message_id: int) -> list[float]:
     return [r.at for r in fake.edits() if r.path.endswith(f"/{message_id}") and r.status == 200]
 
@@ -178,6 +187,11 @@ async def test_a_deleted_board_message_is_dropped_and_audited(rig: Rig) -> None:
     rig.fake.delete_by_user(CONSOLE, board.id)
     rig.emu.server(SURVIVAL).handle_power("start")  # a change, so the board tries to edit
     await wait_until(lambda: not rig.bot.boards.health(), timeout=8)
+
+    async def audited() -> bool:
+        return any(e.how is How.WINGBEAT for e in await rig.bot.store.recent_audit(guild_id=GUILD))
+
+    await eventually(audited)
     assert await rig.bot.store.boards(GUILD) == []
     entries = await rig.bot.store.recent_audit(guild_id=GUILD)
     dropped = [e for e in entries if e.how is How.WINGBEAT]
@@ -278,7 +292,15 @@ async def test_a_non_admin_click_is_refused_and_wings_sees_nothing(rig: Rig) -> 
         await inter.wait_done()
         assert inter.ephemeral and "Only admins" in inter.text and inter.modal is None
     assert not [name for name, _ in srv.received if name in ("set state", "send command", "send logs")]
-    refused = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.outcome.startswith("refused")]
+    refused: list[AuditEntry] = []
+
+    async def all_refusals_audited() -> bool:
+        # The refusal is answered first; its audit row is written right after.
+        entries = await rig.bot.store.recent_audit(guild_id=GUILD)
+        refused[:] = [e for e in entries if e.outcome.startswith("refused")]
+        return len(refused) == 4
+
+    await eventually(all_refusals_audited)
     assert len(refused) == 4 and all(e.how is How.BUTTON for e in refused)
 
 

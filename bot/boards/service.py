@@ -23,6 +23,7 @@ from bot.boards.snapshot import ServerSnapshot, ServerTracker, Shown
 from bot.catalog import ServerCatalog
 from bot.errors import WingbeatError
 from bot.panel.models import Server
+from bot.panel.pacing import Priority
 from bot.relay.budget import RequestBudget
 from bot.store import Board, BoardKind, How, Store
 from bot.wings.events import ConnectionState, Notice, WingsEvent
@@ -166,7 +167,7 @@ class BoardService:
             raise BoardError(
                 f"<#{channel_id}> already has a status board; remove it first with `/board remove`."
             )
-        await self._catalog.get(30.0)
+        await self._catalog.get(30.0, priority=Priority.ACTION)
         self._apply_catalog()
         servers = self._board_servers()
         return await self._post(guild_id, channel_id, BoardKind.BOARD, None, servers, created_by)
