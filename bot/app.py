@@ -27,6 +27,7 @@ from bot.alerts.service import AlertService, AlertTiming
 from bot.boards.messages import BoardMessages
 from bot.boards.service import BoardService
 from bot.catalog import ServerCatalog
+from bot.heartbeat import Heartbeat, heartbeat_path
 from bot.panel.client import PanelClient
 from bot.panel.models import Server
 from bot.relay.budget import RequestBudget
@@ -97,6 +98,8 @@ class WingbeatBot(commands.Bot):
     between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`,
     `board_tick` (boards' look at the server list and sockets), `alert_timing`.
     """
+
+    _heartbeat: Heartbeat | None = None  # started in setup_hook; read by `wingbeat healthcheck`
 
     def __init__(
         self,
@@ -241,6 +244,7 @@ class WingbeatBot(commands.Bot):
         self._catalog.start()
         await self._boards.start()
         await self._alerts.start()
+        self._heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
 
     async def _sync_commands(self) -> None:
         digest = commands_hash(self.tree)
@@ -281,6 +285,10 @@ class WingbeatBot(commands.Bot):
             self.ready_logged = True
             links = len(self.relay.link_health()) if self._relay is not None else 0
             log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
+            print(
+                f"Wingbeat ready: {self.user} in {len(self.guilds)} guild(s), {links} console link(s)",
+                flush=True,
+            )
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
@@ -379,6 +387,7 @@ class WingbeatBot(commands.Bot):
             return
         self._closing = True
         steps: list[tuple[str, Any]] = [
+            ("heartbeat", self._heartbeat),
             ("alerts", self._alerts),
             ("boards", self._boards),
             ("server catalog", self._catalog),

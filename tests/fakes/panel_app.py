@@ -253,7 +253,7 @@ class Panel:
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if key == self.emu.api_key:
             return
-        if key.startswith("ptla_"):
+        if key.startswith(("ptla_", "papp_")):  # an application key: Pterodactyl, Pelican
             raise PanelError(403, "AccessDeniedHttpException", APP_KEY)
         raise PanelError(401, "AuthenticationException", "Unauthenticated.")
 
