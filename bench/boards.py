@@ -113,9 +113,18 @@ async def _discord(conn: Connection) -> None:
                 return
 
 
-def _relay_lines(fake: Any) -> tuple[int, int]:
-    from bench.relay import _lines
+def _lines(msg: Any) -> list[str]:
+    """The console lines of one relay message: its attachment, else its code block."""
+    if msg.attachments:
+        return list(msg.attachments[0][1].decode().splitlines())
+    content: str = msg.content
+    start = content.find("```")
+    if start < 0:
+        return []
+    return content[content.index("\n", start) + 1 : content.rindex("```")].rstrip("\n").split("\n")
 
+
+def _relay_lines(fake: Any) -> tuple[int, int]:
     seen: set[tuple[str, str]] = set()
     duplicated = 0
     for cid in RELAY_CHANNELS:

@@ -66,6 +66,7 @@ class HealthCog(commands.Cog):
         ]
         panel = self.bot.catalog.last_error
         header = f"Panel: {'⚠️ ' + panel if panel else 'reachable'}"
+        header += f"\n{self.bot.boards.summary()}\n{self.bot.alerts.summary()}"
         if not rows:
             await reply(interaction, f"{header}\nNo Wings connections are open.", ephemeral=True)
             return

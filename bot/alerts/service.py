@@ -177,6 +177,17 @@ class AlertService:
             for kind in detector.open_incidents
         ]
 
+    def summary(self) -> str:
+        """One line for /health: who gets alerts, what is watched, and the latest trouble."""
+        if not self._targets:
+            return "Alerts: off"
+        guilds = len(self._targets)
+        text = (
+            f"Alerts: {guilds} guild{'s' if guilds != 1 else ''}, {self.watched} servers watched, "
+            f"{self.posted} posted"
+        )
+        return text + (f" · ⚠️ last error: {self.last_error}" if self.last_error else "")
+
     def power_requested(self, server: str, action: PowerAction) -> None:
         """Wingbeat is about to stop, kill or restart `server`: its next `offline` is no incident."""
         detector = self._detectors.get(server)

@@ -233,6 +233,18 @@ class BoardService:
             for live in self._live.values()
         ]
 
+    def summary(self) -> str:
+        """One line for /health: what is live and the latest trouble."""
+        boards = sum(live.board.kind is BoardKind.BOARD for live in self._live.values())
+        cards = len(self._live) - boards
+        text = f"Boards: {boards} board{'s' if boards != 1 else ''}, {cards} card{'s' if cards != 1 else ''}"
+        failing = [live for live in self._live.values() if live.last_error]
+        if failing:
+            text += f" · ⚠️ {len(failing)} failing, e.g. {failing[0].last_error}"
+        if self.last_error:
+            text += f" · ⚠️ last error: {self.last_error}"
+        return text
+
     # -- posting -------------------------------------------------------------------------------------------
 
     async def _post(
