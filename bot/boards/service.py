@@ -211,7 +211,7 @@ class BoardService:
             tracker = ServerTracker(server.identifier, server.name)
             self._seed(tracker)
             if tracker.snapshot.state is Shown.UNKNOWN:
-                with contextlib.suppress(WingbeatError):
+                with contextlib.suppress(WingbeatError, OSError, TimeoutError):
                     stats = await self._manager.fetch_stats(server.identifier, wait=self._settle_for)
                     if stats.state is not None:
                         tracker.status(stats.state, self._wall())
@@ -410,12 +410,9 @@ class BoardService:
         now = self._wall()
         if kind is BoardKind.CARD:
             ident = server or ""
-            tracker = self._trackers.get(ident) or ServerTracker(ident, ident)
-            return render_card(tracker.snapshot, now)
-        snaps = [
-            self._trackers[s].snapshot if s in self._trackers else ServerTracker(s, s).snapshot
-            for s in servers
-        ]
+            tracker = self._trackers.get(ident)
+            return render_card(tracker.snapshot if tracker else ServerSnapshot(ident, ident), now)
+        snaps = [self._trackers[s].snapshot if s in self._trackers else ServerSnapshot(s, s) for s in servers]
         return render_board(snaps, now, total=len(self._listed))
 
     def _render(self, live: _Live) -> Rendered | None:
