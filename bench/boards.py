@@ -291,7 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     duration = args.duration if args.duration is not None else (60.0 if args.quick else 300.0)
     interval = args.interval if args.interval is not None else (5.0 if args.quick else 15.0)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("discord.client").setLevel(logging.ERROR)  # no voice warnings
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
