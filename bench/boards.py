@@ -225,7 +225,7 @@ async def run(duration: float, interval: float, lines: float) -> dict[str, Any]:
         by_id = {s.identifier: s for s in servers}
         await bot.alerts.set(GUILD, ALERT_CHANNEL, None)
         for ident, cid in zip(identifiers, RELAY_CHANNELS, strict=False):
-            await bot.add_link(guild_id=GUILD, channel_id=cid, server=by_id[ident], created_by=0)
+            await bot.links.add(guild_id=GUILD, channel_id=cid, server=by_id[ident], created_by=0)
         await asyncio.gather(*(bot.manager.connection(i).wait_ready(60) for i in identifiers))
         boards: dict[int, str] = {}
         for cid in BOARD_CHANNELS:

@@ -1,4 +1,4 @@
-"""The Discord-facing side of SPEC §5: read a member's admin standing from Discord objects, ask `bot.access`.
+"""The Discord-facing side of the access rules: read a member's admin standing from Discord objects, ask `bot.access`.
 
 Everything is read from the data that came with the interaction or message itself (the member's own role
 IDs and the permissions Discord computed for it), never from a member cache that could be stale or empty.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.access import is_admin, may_use, refusal_text
+from bot.access import may_use, refusal_text
 
 DM_REFUSAL = "Wingbeat's commands work in servers only, not in direct messages."
 
@@ -30,28 +30,17 @@ def _role_ids(member: discord.Member) -> list[int]:
     return list(member._roles)
 
 
-def member_is_admin(member: discord.Member, *, administrator: bool, admin_role_ids: Collection[int]) -> bool:
-    """True when `member` holds the Administrator permission or an admin role."""
-    return is_admin(administrator=administrator, role_ids=_role_ids(member), admin_role_ids=admin_role_ids)
-
-
-def interaction_is_admin(interaction: discord.Interaction, admin_role_ids: Collection[int]) -> bool:
-    """Admin standing from the interaction's own member data (False outside a guild)."""
-    member = interaction.user
-    if interaction.guild_id is None or not isinstance(member, discord.Member):
-        return False
-    return member_is_admin(
-        member, administrator=interaction.permissions.administrator, admin_role_ids=admin_role_ids
-    )
-
-
-def message_author_is_admin(message: discord.Message, admin_role_ids: Collection[int]) -> bool:
-    """Admin standing of a guild message's author (False for DMs, webhooks and departed members)."""
+def message_may_use(message: discord.Message, command: str, admin_role_ids: Collection[int]) -> bool:
+    """May a guild message's author run `command` ("console input")? False for DMs, webhooks, departed members."""
     author = message.author
     if message.guild is None or message.webhook_id is not None or not isinstance(author, discord.Member):
         return False
-    administrator = author.guild_permissions.administrator
-    return member_is_admin(author, administrator=administrator, admin_role_ids=admin_role_ids)
+    return may_use(
+        command,
+        administrator=author.guild_permissions.administrator,
+        role_ids=_role_ids(author),
+        admin_role_ids=admin_role_ids,
+    )
 
 
 def check_interaction(

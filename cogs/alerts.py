@@ -10,11 +10,10 @@ from discord.ext import commands
 
 from bot.alerts.detector import AlertKind
 from bot.app import WingbeatBot
+from bot.audit import AuditAction
 from bot.boards.render import markdown_name
-from bot.store import How
+from bot.replies import defer, reply
 from bot.tree import Refusal
-from cogs._common import defer, reply
-from cogs.boards import audited
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +79,11 @@ class AlertsCog(commands.Cog):
         _check_channel(interaction, channel)
         await defer(interaction, ephemeral=True)
         role_id = role.id if role is not None else None
-        await audited(
-            interaction,
-            server=None,
-            action="alert",
-            arguments=f"set channel={channel.id}" + (f" role={role_id}" if role_id else ""),
-            how=How.COMMAND,
-            work=self.bot.alerts.set(guild_id, channel.id, role_id),
-            outcome=lambda _: "set",
+        arguments = f"set channel={channel.id}" + (f" role={role_id}" if role_id else "")
+        await self.bot.auditor.run(
+            AuditAction.by(interaction, server=None, action="alert", arguments=arguments),
+            self.bot.alerts.set(guild_id, channel.id, role_id),
+            lambda _: "set",
         )
         whom = f", mentioning {role.mention}" if role is not None else ""
         note = _role_note(interaction, role) if role is not None else ""
@@ -101,14 +97,10 @@ class AlertsCog(commands.Cog):
     async def off(self, interaction: discord.Interaction) -> None:
         guild_id = _guild(interaction)
         await defer(interaction, ephemeral=True)
-        had = await audited(
-            interaction,
-            server=None,
-            action="alert",
-            arguments="off",
-            how=How.COMMAND,
-            work=self.bot.alerts.off(guild_id),
-            outcome=lambda had: "turned off" if had else "already off",
+        had = await self.bot.auditor.run(
+            AuditAction.by(interaction, server=None, action="alert", arguments="off"),
+            self.bot.alerts.off(guild_id),
+            lambda had: "turned off" if had else "already off",
         )
         text = "Alerts are off." if had else "Alerts were already off."
         await reply(interaction, text, ephemeral=True)

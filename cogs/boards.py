@@ -7,7 +7,6 @@ guard and then the access check of the command it stands for, before anything re
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
+from bot.audit import AuditAction
 from bot.boards import layout
 from bot.boards.custom_ids import (
     BOARD_SELECT,
@@ -34,12 +34,16 @@ from bot.boards.custom_ids import (
 )
 from bot.boards.render import plain_name
 from bot.discord_access import check_interaction
+from bot.guard import refuse
 from bot.panel.models import Server
 from bot.panel.pacing import Priority
+from bot.redact import hide_addresses
+from bot.render import label
+from bot.replies import defer, reply, send_ephemeral
+from bot.server_option import CATALOG_MAX_AGE, resolve, server_autocomplete
 from bot.store import How
-from bot.tree import UNEXPECTED_ERROR, Refusal, send_ephemeral, user_error_text
+from bot.tree import UNEXPECTED_ERROR, Refusal, user_error_text
 from bot.wings.protocol import PowerAction
-from cogs._common import CATALOG_MAX_AGE, app_of, defer, label, reply, resolve, server_autocomplete
 from cogs.control import command_outcome, power_outcome, power_report, reply_command_output, reply_logs
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 LOG_LINES = 50  # what a card's Logs button shows, as /logs does by default
-NOT_ALLOWED_GUILD = (
-    "Wingbeat is not enabled in this Discord server: its operator must add this server's ID to GUILD_IDS."
-)
 SERVER_GONE = (
     "That server is no longer on the panel (it was deleted, or the panel key lost access to it); "
     "an admin can remove this card with `/board remove`."
@@ -65,34 +66,38 @@ PROGRESS = {Power.STOP: "Stopping", Power.KILL: "Killing"}
 # -- the checks every component runs ------------------------------------------------------------------------
 
 
+def app_of(interaction: discord.Interaction[Any]) -> WingbeatBot:
+    client = interaction.client
+    assert isinstance(client, WingbeatBot)
+    return client
+
+
 async def admitted(
-    interaction: discord.Interaction, command: str, *, audit_action: str | None = None
+    interaction: discord.Interaction[Any], command: str, *, audit_action: str | None = None
 ) -> bool:
-    """The allowed-guilds guard, then the access check of the matching command; a refusal is answered at once."""
+    """The guard (allowed guilds, shutdown), then the access check of the matching command; a refusal is
+    answered at once, privately, before anything reaches the panel or Wings."""
     bot = app_of(interaction)
-    if interaction.guild_id is None or interaction.guild_id not in bot.settings.guild_ids:
-        await interaction.response.send_message(NOT_ALLOWED_GUILD, ephemeral=True)
-        log.info("refused a component from guild %s (not in GUILD_IDS)", interaction.guild_id)
+    if not await bot.guard.admit(interaction):
         return False
     verdict = check_interaction(interaction, command, bot.settings.admin_role_ids)
     if verdict.allowed:
         return True
-    await interaction.response.send_message(verdict.reason, ephemeral=True)
+    await refuse(interaction, verdict.reason)
     log.info(
         "refused a %s button for user %d in guild %s", command, interaction.user.id, interaction.guild_id
     )
     if audit_action is not None:
         data: dict[str, Any] = dict(interaction.data or {})
-        with contextlib.suppress(Exception):
-            await bot.store.audit(
-                guild_id=interaction.guild_id,
-                user_id=interaction.user.id,
-                server_identifier=_server_in(str(data.get("custom_id", ""))),
-                action=audit_action,
-                arguments=str(data.get("custom_id", "")),
-                outcome=f"refused: {verdict.reason}",
-                how=How.BUTTON,
-            )
+        custom_id = str(data.get("custom_id", ""))
+        action = AuditAction.by(
+            interaction,
+            server=_server_in(custom_id),
+            action=audit_action,
+            arguments=custom_id,
+            how=How.BUTTON,
+        )
+        await bot.auditor.record(action, f"refused: {verdict.reason}")
     return False
 
 
@@ -102,7 +107,7 @@ def _server_in(custom_id: str) -> str | None:
 
 
 async def audited(
-    interaction: discord.Interaction,
+    interaction: discord.Interaction[Any],
     *,
     server: str | None,
     action: str,
@@ -111,49 +116,26 @@ async def audited(
     work: Awaitable[T],
     outcome: Callable[[T], str],
 ) -> T:
-    """Run an action with an audit row written as it starts and completed with its outcome."""
-    store = app_of(interaction).store
-    entry: int | None = None
-    try:
-        entry = await store.audit_start(
-            guild_id=interaction.guild_id,
-            user_id=interaction.user.id,
-            server_identifier=server,
-            action=action,
-            arguments=arguments[:1000],
-            how=how,
-        )
-    except Exception:
-        log.exception("could not write the audit entry for %s on %s", action, server)
-    text = "cancelled"
-    try:
-        result = await work
-        text = outcome(result)
-        return result
-    except Exception as exc:
-        text = f"failed: {exc}"
-        raise
-    finally:
-        if entry is not None:
-            try:
-                await store.audit_finish(entry, text[:1000])
-            except Exception:
-                log.exception("could not complete the audit entry %d", entry)
+    """Run an action through the auditor: its row is written as it starts and completed with its outcome."""
+    audit = AuditAction.by(interaction, server=server, action=action, arguments=arguments, how=how)
+    return await app_of(interaction).auditor.run(audit, work, outcome)
 
 
-async def answering_errors(interaction: discord.Interaction, work: Awaitable[object]) -> None:
-    """Run a component's work; an expected error becomes its one sentence, anything else a logged bug."""
-    try:
-        await work
-    except Exception as exc:
-        text = user_error_text(exc)
-        if text is None:
-            log.error("unexpected error in a board component", exc_info=exc)
-            text = UNEXPECTED_ERROR
+async def answering_errors(interaction: discord.Interaction[Any], work: Awaitable[object]) -> None:
+    """Run a component's work (a shutdown waits for it); an expected error becomes its one sentence, anything
+    else a logged bug."""
+    with app_of(interaction).guard.tracked(interaction.id):
         try:
-            await send_ephemeral(interaction, text)
-        except discord.HTTPException as http:
-            log.warning("could not tell the user about an error: %s", http)
+            await work
+        except Exception as exc:
+            text = user_error_text(exc)
+            if text is None:
+                log.error("unexpected error in a board component", exc_info=exc)
+                text = UNEXPECTED_ERROR
+            try:
+                await send_ephemeral(interaction, hide_addresses(text))
+            except discord.HTTPException as http:
+                log.warning("could not tell the user about an error: %s", http)
 
 
 async def server_by_id(bot: WingbeatBot, identifier: str, priority: Priority = Priority.ACTION) -> Server:
@@ -477,7 +459,7 @@ class BoardsCog(commands.Cog):
         channel_id = _channel_id(interaction, channel)
         _check_bot_can_post(interaction, channel_id)
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         await audited(
             interaction,
             server=found.identifier,
@@ -505,7 +487,9 @@ class BoardsCog(commands.Cog):
         guild_id = _guild(interaction)
         channel_id = _channel_id(interaction, channel)
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server) if server is not None else None
+        found = (
+            await resolve(self.bot.catalog, server, priority=Priority.ACTION) if server is not None else None
+        )
         removed = await audited(
             interaction,
             server=found.identifier if found else None,

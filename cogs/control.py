@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import logging
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
+from bot.audit import AuditAction
 from bot.panel.models import Server
+from bot.panel.pacing import Priority
+from bot.render import console_block, console_file, inline, label, plural
+from bot.replies import defer, reply
+from bot.server_option import resolve, server_autocomplete
 from bot.tree import Refusal
 from bot.wings.events import CommandResult, PowerOutcome, PowerResult
 from bot.wings.protocol import PowerAction
-from cogs._common import (
-    audited,
-    console_block,
-    console_file,
-    defer,
-    label,
-    reply,
-    resolve,
-    server_autocomplete,
-)
-
-log = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 150
 
@@ -35,14 +27,7 @@ def power_outcome(result: PowerResult) -> str:
 
 
 def command_outcome(result: CommandResult) -> str:
-    count = len(result.lines)
-    return f"sent; {count} line{'s' if count != 1 else ''} of output"
-
-
-def inline(text: str, limit: int = 200) -> str:
-    """Text shown inside single backticks: no backtick can end the span early."""
-    text = text.replace("`", "ˋ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"sent; {plural(len(result.lines), 'line')} of output"
 
 
 # The replies are shared with the boards' buttons, which report exactly as the commands do.
@@ -55,7 +40,7 @@ def power_report(server: Server, result: PowerResult) -> str:
 
 
 async def reply_command_output(
-    interaction: discord.Interaction, server: Server, command: str, result: CommandResult
+    interaction: discord.Interaction[Any], server: Server, command: str, result: CommandResult
 ) -> None:
     """What /command (and a card's Command… modal) answers: the output the command caused."""
     head = f"Sent `{inline(command)}` to {label(server)}"
@@ -73,13 +58,13 @@ async def reply_command_output(
     )
 
 
-async def reply_logs(interaction: discord.Interaction, server: Server, backlog: list[str]) -> None:
+async def reply_logs(interaction: discord.Interaction[Any], server: Server, backlog: list[str]) -> None:
     """What /logs (and a card's Logs button) answers: the latest console lines."""
     block = console_block(backlog)
     if block is None:
         await reply(interaction, f"{label(server)} has no console output to show.", ephemeral=True)
         return
-    head = f"The last {len(backlog)} console line{'s' if len(backlog) != 1 else ''} of {label(server)}"
+    head = f"The last {plural(len(backlog), 'console line')} of {label(server)}"
     await reply(
         interaction,
         f"{head}:\n{block}",
@@ -102,20 +87,17 @@ class ControlCog(commands.Cog):
     @app_commands.guild_only()
     async def power(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[WingbeatBot],
         server: str,
         action: Literal["start", "stop", "restart", "kill"],
     ) -> None:
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         self.bot.note_power_request(found.identifier, PowerAction(action))
-        result = await audited(
-            interaction,
-            server=found,
-            action="power",
-            arguments=action,
-            work=self.bot.manager.set_state(found.identifier, PowerAction(action)),
-            outcome=power_outcome,
+        result = await self.bot.auditor.run(
+            AuditAction.by(interaction, server=found.identifier, action="power", arguments=action),
+            self.bot.manager.set_state(found.identifier, PowerAction(action)),
+            power_outcome,
         )
         await reply(interaction, power_report(found, result), ephemeral=True)
 
@@ -123,16 +105,13 @@ class ControlCog(commands.Cog):
     @app_commands.describe(server="The game server", command="The console command, e.g. say hello")
     @app_commands.autocomplete(server=server_autocomplete)
     @app_commands.guild_only()
-    async def command(self, interaction: discord.Interaction, server: str, command: str) -> None:
+    async def command(self, interaction: discord.Interaction[WingbeatBot], server: str, command: str) -> None:
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
-        result = await audited(
-            interaction,
-            server=found,
-            action="command",
-            arguments=command,
-            work=self.bot.manager.send_command(found.identifier, command),
-            outcome=command_outcome,
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
+        result = await self.bot.auditor.run(
+            AuditAction.by(interaction, server=found.identifier, action="command", arguments=command),
+            self.bot.manager.send_command(found.identifier, command),
+            command_outcome,
         )
         await reply_command_output(interaction, found, command, result)
 
@@ -142,7 +121,7 @@ class ControlCog(commands.Cog):
     @app_commands.guild_only()
     async def logs(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[WingbeatBot],
         server: str,
         lines: app_commands.Range[int, 1, MAX_LOG_LINES] = 50,
     ) -> None:
@@ -150,7 +129,7 @@ class ControlCog(commands.Cog):
         if not 1 <= lines <= MAX_LOG_LINES:
             raise Refusal(f"lines must be between 1 and {MAX_LOG_LINES}.")
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         backlog = (await self.bot.manager.fetch_logs(found.identifier))[-lines:]
         await reply_logs(interaction, found, backlog)
 

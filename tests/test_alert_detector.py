@@ -10,7 +10,7 @@ from bot.alerts.detector import (
     Restart,
     daemon_text,
 )
-from bot.alerts.messages import alert_text, human_duration
+from bot.alerts.messages import alert_text
 from bot.wings.protocol import PowerState
 
 OFF, STARTING, RUNNING, STOPPING = (
@@ -351,13 +351,3 @@ def test_alert_messages() -> None:
     assert "2 min 0 s" in alert_text(Alert("a1b2c3d4", AlertKind.UNREACHABLE, 0.0), "Lobby")
     stop = alert_text(Alert("a1b2c3d4", AlertKind.UNEXPECTED_STOP, 0.0), "@everyone **x**\nline")
     assert "@everyone" not in stop and "\n" not in stop and "\\*\\*x\\*\\*" in stop
-
-
-def test_human_duration() -> None:
-    assert [human_duration(s) for s in (0, 45, 192, 7500, 90000)] == [
-        "0 s",
-        "45 s",
-        "3 min 12 s",
-        "2 h 5 min",
-        "1 d 1 h",
-    ]

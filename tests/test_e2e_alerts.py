@@ -224,7 +224,7 @@ async def test_alerts_show_and_off(rig: Rig) -> None:
     assert f"<#{ALERTS}>" in shown.text and f"<@&{ONCALL}>" in shown.text and "3 game servers" in shown.text
     assert f"**Creative** (`{CREATIVE}`): crashed" in shown.text
     health = await rig.run("health")
-    assert "Alerts: 1 guild, 3 servers watched, 1 posted" in health.all_text
+    assert f"Alerts: to <#{ALERTS}>, 3 servers watched, 1 posted" in health.all_text
     off = await rig.run("alerts", {}, subcommand="off")
     assert "Alerts are off." in off.text
     assert rig.bot.alerts.watched == 0

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from bot.alerts.detector import Alert, AlertKind, CrashReport, Restart
 from bot.boards.render import markdown_name
-
-
-def human_duration(seconds: float) -> str:
-    """E.g. "45 s", "3 min 12 s", "2 h 5 min", "3 d 4 h"."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+from bot.render import duration
 
 
 def _restart_text(report: CrashReport) -> str:
@@ -45,7 +34,7 @@ def alert_text(alert: Alert, server_name: str, *, unreachable_after: float = 120
     """One line for the alert channel; the server name is escaped (no markdown, no mentions)."""
     who = f"**{markdown_name(server_name, 100)}** (`{alert.server}`)"
     if alert.ended:
-        took = human_duration(alert.duration)
+        took = duration(alert.duration)
         if alert.kind is AlertKind.UNREACHABLE:
             return f"✅ {who} is reachable again after {took}."
         return f"✅ {who} is back online after {took}."
@@ -56,5 +45,5 @@ def alert_text(alert: Alert, server_name: str, *, unreachable_after: float = 120
         return f"🔴 {who} stopped unexpectedly: it went offline without being asked to, and Wings reported no crash."
     return (
         f"⚠️ {who} is unreachable: Wingbeat has had no console connection to it for "
-        f"{human_duration(unreachable_after)} (Wings or its node may be down)."
+        f"{duration(unreachable_after)} (Wings or its node may be down)."
     )

@@ -177,15 +177,12 @@ class AlertService:
             for kind in detector.open_incidents
         ]
 
-    def summary(self) -> str:
-        """One line for /health: who gets alerts, what is watched, and the latest trouble."""
-        if not self._targets:
+    def summary(self, guild_id: int) -> str:
+        """One line for the guild's /health: where its alerts go, what is watched, and the latest trouble."""
+        target = self._targets.get(guild_id)
+        if target is None:
             return "Alerts: off"
-        guilds = len(self._targets)
-        text = (
-            f"Alerts: {guilds} guild{'s' if guilds != 1 else ''}, {self.watched} servers watched, "
-            f"{self.posted} posted"
-        )
+        text = f"Alerts: to <#{target.channel_id}>, {self.watched} servers watched, {self.posted} posted"
         return text + (f" · ⚠️ last error: {self.last_error}" if self.last_error else "")
 
     def power_requested(self, server: str, action: PowerAction) -> None:

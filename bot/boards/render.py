@@ -15,6 +15,7 @@ from enum import StrEnum
 import discord
 
 from bot.boards.snapshot import ServerSnapshot, Shown
+from bot.names import safe_name
 
 BOARD_LIMIT = 25  # servers listed on a board (also Discord's limit of options in one select menu)
 NAME_LIMIT = 40  # characters of a server name on a board line
@@ -33,8 +34,6 @@ COLORS = {
     Shown.UNKNOWN: 0x95A5A6,
 }
 BOARD_COLOR = 0x5865F2
-# Bidirectional controls can reorder the rest of a line on screen; they never belong in a server name.
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class Kind(StrEnum):
@@ -71,19 +70,11 @@ class Rendered:
 
 
 def plain_name(name: str, limit: int = NAME_LIMIT) -> str:
-    """A server name on one line: no line breaks, control, format or bidirectional characters; shortened."""
-    kept = []
-    for ch in name:
-        if ch in _BIDI:
-            continue
-        category = unicodedata.category(ch)
-        if category in ("Zl", "Zp") or category == "Cc":
-            kept.append(" ")
-        elif category == "Cf" and ch != "\u200d":  # keep the joiner that builds emoji sequences
-            continue
-        else:
-            kept.append(ch)
-    text = " ".join("".join(kept).split()) or "?"
+    """A server name on one line (see `bot.names`), without invisible format characters, shortened."""
+    # Format characters (zero-width spaces and the like) could make two names look the same; the joiner that
+    # builds emoji sequences stays.
+    text = "".join(ch for ch in safe_name(name) if ch == "\u200d" or unicodedata.category(ch) != "Cf")
+    text = " ".join(text.split()) or "?"
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from bot.audit import WINGBEAT_USER, AuditAction, Auditor
 from bot.boards.messages import BoardMessages, EditRefused, MessageFailed, MessageGone
 from bot.boards.render import BOARD_LIMIT, Rendered, render_board, render_card
 from bot.boards.snapshot import ServerSnapshot, ServerTracker, Shown
@@ -25,6 +26,7 @@ from bot.errors import WingbeatError
 from bot.panel.models import Server
 from bot.panel.pacing import Priority
 from bot.relay.budget import RequestBudget
+from bot.render import plural
 from bot.store import Board, BoardKind, How, Store
 from bot.wings.events import ConnectionState, Notice, WingsEvent
 from bot.wings.frames import FrameError
@@ -95,6 +97,7 @@ class BoardService:
         self,
         *,
         store: Store,
+        auditor: Auditor,
         catalog: ServerCatalog,
         manager: ConnectionManager,
         messages: BoardMessages,
@@ -107,6 +110,7 @@ class BoardService:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._auditor = auditor
         self._catalog = catalog
         self._manager = manager
         self._messages = messages
@@ -233,12 +237,12 @@ class BoardService:
             for live in self._live.values()
         ]
 
-    def summary(self) -> str:
-        """One line for /health: what is live and the latest trouble."""
-        boards = sum(live.board.kind is BoardKind.BOARD for live in self._live.values())
-        cards = len(self._live) - boards
-        text = f"Boards: {boards} board{'s' if boards != 1 else ''}, {cards} card{'s' if cards != 1 else ''}"
-        failing = [live for live in self._live.values() if live.last_error]
+    def summary(self, guild_id: int) -> str:
+        """One line for the guild's /health: its live boards and cards, and the latest trouble."""
+        mine = [live for live in self._live.values() if live.board.guild_id == guild_id]
+        boards = sum(live.board.kind is BoardKind.BOARD for live in mine)
+        text = f"Boards: {plural(boards, 'board')}, {plural(len(mine) - boards, 'card')}"
+        failing = [live for live in mine if live.last_error]
         if failing:
             text += f" · ⚠️ {len(failing)} failing, e.g. {failing[0].last_error}"
         if self.last_error:
@@ -500,14 +504,10 @@ class BoardService:
         self._resubscribe()
         try:
             await self._store.remove_board(board.message_id)
-            await self._store.audit(
-                guild_id=board.guild_id,
-                user_id=0,
-                server_identifier=board.server_identifier,
-                action="board",
-                arguments=f"remove {board.kind.value} channel={board.channel_id} message={board.message_id}",
-                outcome=f"removed by Wingbeat: {reason}",
-                how=How.WINGBEAT,
-            )
         except Exception:
             log.exception("could not forget the board %d", board.message_id)
+        arguments = f"remove {board.kind.value} channel={board.channel_id} message={board.message_id}"
+        action = AuditAction(
+            board.guild_id, WINGBEAT_USER, board.server_identifier, "board", arguments, How.WINGBEAT
+        )
+        await self._auditor.record(action, f"removed by Wingbeat: {reason}")
