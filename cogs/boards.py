@@ -8,6 +8,7 @@ guard and then the access check of the command it stands for, before anything re
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -61,6 +62,10 @@ CONFIRM_TEXT = {
     Power.KILL: "Kill {server}? Its process is ended at once, without saving.",
 }
 PROGRESS = {Power.STOP: "Stopping", Power.KILL: "Killing"}
+# A board's menu is a view, like /servers and /status: the same per-member pace (4 per 20 s).
+MENU_COOLDOWN: commands.CooldownMapping[discord.Interaction[Any]] = commands.CooldownMapping.from_cooldown(
+    4, 20.0, lambda interaction: (interaction.guild_id, interaction.user.id)
+)
 
 
 # -- the checks every component runs ------------------------------------------------------------------------
@@ -354,6 +359,9 @@ class BoardSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=BOARD
         values = self.item.values
         if not values:
             raise Refusal("Pick a server in the menu.")
+        retry = MENU_COOLDOWN.update_rate_limit(interaction)
+        if retry:
+            raise Refusal(f"You are asking too often; try again in {math.ceil(retry)} s.")
         await defer(interaction, ephemeral=True)
         server = await server_by_id(bot, values[0], Priority.VIEW)
         card = await bot.boards.card(server)

@@ -242,6 +242,20 @@ async def test_picking_a_server_in_the_board_menu_answers_its_card_privately(rig
     assert f"wingbeat:power:{CREATIVE}:start" in components(message)
 
 
+async def test_the_board_menu_is_paced_per_member(rig: Rig) -> None:
+    board = await post_board(rig)
+    for _ in range(4):
+        inter = await rig.fake.pick(GUILD, CONSOLE, USER, board.message, "wingbeat:board:select", [SURVIVAL])
+        await inter.wait_done()
+        assert inter.message is not None and inter.message["embeds"]
+    fifth = await rig.fake.pick(GUILD, CONSOLE, USER, board.message, "wingbeat:board:select", [SURVIVAL])
+    await fifth.wait_done()
+    assert fifth.ephemeral and "asking too often" in fifth.text
+    other = await rig.fake.pick(GUILD, CONSOLE, ADMIN, board.message, "wingbeat:board:select", [SURVIVAL])
+    await other.wait_done()
+    assert "asking too often" not in other.text
+
+
 # -- cards and their buttons ----------------------------------------------------------------------------------
 
 
