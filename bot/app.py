@@ -39,8 +39,8 @@ from bot.settings import Settings
 from bot.store import Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
+from bot.wings.frames import PowerAction
 from bot.wings.manager import ConnectionManager
-from bot.wings.protocol import PowerAction
 
 log = logging.getLogger(__name__)
 

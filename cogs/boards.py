@@ -44,7 +44,7 @@ from bot.replies import defer, reply, send_ephemeral
 from bot.server_option import CATALOG_MAX_AGE, resolve, server_autocomplete
 from bot.store import How
 from bot.tree import UNEXPECTED_ERROR, Refusal, user_error_text
-from bot.wings.protocol import PowerAction
+from bot.wings.frames import PowerAction
 from cogs.control import command_outcome, power_outcome, power_report, reply_command_output, reply_logs
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from bot.alerts.detector import (
     daemon_text,
 )
 from bot.alerts.messages import alert_text
-from bot.wings.protocol import PowerState
+from bot.wings.frames import PowerState
 
 OFF, STARTING, RUNNING, STOPPING = (
     PowerState.OFFLINE,

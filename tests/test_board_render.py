@@ -13,7 +13,7 @@ from bot.boards.render import (
     uptime_text,
 )
 from bot.boards.snapshot import UNKNOWN_AFTER, ServerSnapshot, ServerTracker, Shown
-from bot.wings.protocol import PowerState, Stats
+from bot.wings.frames import PowerState, Stats
 
 GIB = 1024**3
 T0 = 1_700_000_000.0  # a wall-clock reading

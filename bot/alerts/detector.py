@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bot.wings.protocol import PowerState
+from bot.wings.frames import PowerState
 
 CRASH_WINDOW = 5.0  # seconds after an unexpected `offline` in which crash lines make it a crash
 REPORT_WINDOW = 3.0  # seconds after the first crash line by which Wings has said whether it restarts

@@ -33,8 +33,8 @@ from bot.panel.models import Server
 from bot.relay.budget import RequestBudget
 from bot.store import GuildSettings, Store
 from bot.wings.events import ConnectionState, Notice, WingsEvent
+from bot.wings.frames import Event, PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, Subscription
-from bot.wings.protocol import Event, PowerAction, PowerState
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ class AlertService:
 
     def _on_event(self, server: str, event: WingsEvent) -> None:
         detector = self._detectors.get(server)
-        if detector is None or event.replayed:
+        if detector is None or event.recovered:
             return
         kind = event.frame.known
         if kind is Event.CONSOLE_OUTPUT:

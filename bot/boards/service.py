@@ -29,11 +29,12 @@ from bot.relay.budget import RequestBudget
 from bot.render import plural
 from bot.store import Board, BoardKind, How, Store
 from bot.wings.events import ConnectionState, Notice, WingsEvent
-from bot.wings.frames import FrameError
+from bot.wings.frames import Event, FrameError, PowerState, parse_stats
 from bot.wings.manager import ConnectionManager, Subscription
-from bot.wings.protocol import Event, PowerState, parse_stats
 
 log = logging.getLogger(__name__)
+
+SEED_STATS_MAX_AGE = 30.0  # stats older than this say nothing about now: wait for the next ones instead
 
 TICK = 2.0  # seconds between looks at the server list and the sockets' health
 SETTLE = 2.0  # seconds a new board waits for its servers' first `status` before it is posted
@@ -347,8 +348,9 @@ class BoardService:
             return
         if conn.power is not None:
             tracker.status(conn.power, self._wall())
-        if conn.last_stats is not None:
-            tracker.stats(conn.last_stats, self._wall())
+        stats = conn.fresh_stats(SEED_STATS_MAX_AGE)
+        if stats is not None:
+            tracker.stats(stats, self._wall())
 
     def _resubscribe(self) -> None:
         """Follow exactly the servers some live board shows."""

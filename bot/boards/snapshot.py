@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from bot.wings.protocol import PowerState, Stats
+from bot.wings.frames import PowerState, Stats
 
 CPU_STEP = 5  # percent of one core
 HYSTERESIS = 0.75  # a shown figure moves once the raw value is this many steps away from it
