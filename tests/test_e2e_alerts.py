@@ -15,7 +15,7 @@ from bot.settings import Settings
 from bot.store import How
 from bot.wings.events import ConnectionState
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, TIMING, USER, Rig, build_world, settings_for
-from tests.fakes.emulator import Emulator, FakeServer, daemon_line
+from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord, PostedMessage
 from tests.waiting import wait_until
 
@@ -86,27 +86,9 @@ async def alert_saying(rig: Rig, needle: str, timeout: float = 8.0) -> PostedMes
     return next(m for m in alerts(rig) if needle in m.content)
 
 
-async def crash(srv: FakeServer, *, exit_code: int = 1, oom: bool = False, restart: bool = True) -> None:
-    """A crash the way Wings reports it: `status offline` straight from running, then its daemon lines."""
-    await srv.set_power("offline")
-    for text in (
-        "---------- Detected server process in a crashed state! ----------",
-        f"Exit code: {exit_code}",
-        f"Out of memory: {str(oom).lower()}",
-    ):
-        srv.emit("console output", daemon_line(text))
-    if restart:
-        srv.handle_power("start")
-    else:
-        srv.emit(
-            "console output",
-            daemon_line("Aborting automatic restart, last crash occurred less than 60 seconds ago."),
-        )
-
-
 async def sentinel(rig: Rig) -> None:
     """Crash Lobby and wait for its alert: anything another server's earlier events caused is posted by then."""
-    await crash(rig.emu.server(LOBBY), restart=False)
+    rig.emu.crash(rig.emu.server(LOBBY), restart=False)
     await alert_saying(rig, "**Lobby**")
 
 
@@ -115,7 +97,7 @@ async def sentinel(rig: Rig) -> None:
 
 async def test_a_crash_is_one_alert_with_its_exit_code_then_one_back_online(rig: Rig) -> None:
     await alerts_on(rig)
-    await crash(rig.emu.server(CREATIVE), exit_code=137, oom=True)
+    rig.emu.crash(rig.emu.server(CREATIVE), exit_code=137, oom=True)
     first = await alert_saying(rig, "crashed")
     assert first.content == (
         f"<@&{ONCALL}> 💥 **Creative** (`{CREATIVE}`) crashed (exit code 137, out of memory). Wings is restarting it."
@@ -131,7 +113,7 @@ async def test_a_crash_is_one_alert_with_its_exit_code_then_one_back_online(rig:
 async def test_only_the_configured_role_can_be_pinged(rig: Rig) -> None:
     rig.emu.server(CREATIVE).name = "@everyone <@&1234567890123456789> Creative"
     await alerts_on(rig)
-    await crash(rig.emu.server(CREATIVE), restart=False)
+    rig.emu.crash(rig.emu.server(CREATIVE), restart=False)
     message = await alert_saying(rig, "crashed")
     mentions = message.allowed_mentions
     assert mentions is not None
@@ -143,7 +125,7 @@ async def test_only_the_configured_role_can_be_pinged(rig: Rig) -> None:
 
 async def test_without_a_role_nobody_is_pinged(rig: Rig) -> None:
     await alerts_on(rig, role=None)
-    await crash(rig.emu.server(CREATIVE), restart=False)
+    rig.emu.crash(rig.emu.server(CREATIVE), restart=False)
     message = await alert_saying(rig, "crashed")
     assert message.allowed_mentions == {"parse": []}
     assert not message.content.startswith("<@&")
@@ -218,7 +200,7 @@ async def test_alerts_show_and_off(rig: Rig) -> None:
     shown = await rig.run("alerts", {}, subcommand="show")
     assert "Alerts are off" in shown.text
     await alerts_on(rig)
-    await crash(rig.emu.server(CREATIVE), restart=False)
+    rig.emu.crash(rig.emu.server(CREATIVE), restart=False)
     await alert_saying(rig, "crashed")
     shown = await rig.run("alerts", {}, subcommand="show")
     assert f"<#{ALERTS}>" in shown.text and f"<@&{ONCALL}>" in shown.text and "3 game servers" in shown.text
@@ -248,6 +230,6 @@ async def test_alerts_survive_a_restart(world: tuple[Emulator, FakeDiscord, Sett
         await wait_until(
             lambda: all(h.state is ConnectionState.CONNECTED for h in again.bot.manager.health())
         )
-        await crash(again.emu.server(CREATIVE), restart=False)
+        again.emu.crash(again.emu.server(CREATIVE), restart=False)
         message = await alert_saying(again, "crashed")
         assert message.content.startswith(f"<@&{ONCALL}>")
