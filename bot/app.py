@@ -1,7 +1,7 @@
 """The Discord side: one `commands.Bot` subclass that owns the application's resources.
 
 `setup_hook` opens the store, the panel client, the Wings connection manager and the console relay, builds the
-services cogs call (links, audit, server views, health reports, the guard), loads the cogs, syncs the slash
+services cogs call (links, audit, server views, health reports, the guard, boards, alerts), loads the cogs, syncs the slash
 commands to the allowed guilds only when they changed (bot.command_sync), and restores the saved console
 links of the allowed guilds. Cogs only translate Discord input
 into calls on what hangs here.
@@ -25,7 +25,10 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.alerts.service import AlertService, AlertTiming
 from bot.audit import Auditor
+from bot.boards.messages import BoardMessages
+from bot.boards.service import BoardService
 from bot.catalog import ServerCatalog
 from bot.command_sync import SyncResult, sync_commands
 from bot.guard import Guard
@@ -35,18 +38,27 @@ from bot.links import LinkService
 from bot.panel.client import PanelClient
 from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import DiscordPoster
+from bot.relay.journal import JournalWriter
 from bot.relay.service import ConsoleRelay
 from bot.server_view import ServerViews
 from bot.settings import Settings
-from bot.shards import ShardPlan, discord_budget
+from bot.shards import ShardPlan, budget_share
 from bot.store import INTERRUPTED, Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
+from bot.wings.frames import PowerAction
 from bot.wings.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
 
-INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.servers", "cogs.control", "cogs.console", "cogs.health")
+INITIAL_EXTENSIONS: tuple[str, ...] = (
+    "cogs.servers",
+    "cogs.control",
+    "cogs.console",
+    "cogs.health",
+    "cogs.boards",
+    "cogs.alerts",
+)
 
 
 # -- Discord endpoints --------------------------------------------------------------------------------------
@@ -80,7 +92,9 @@ class WingbeatBot(commands.Bot):
     """Holds settings and the application's services; cogs only translate Discord input into calls on these.
 
     Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
-    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`.
+    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`,
+    `board_tick` (boards' look at the server list and sockets), `alert_timing`, `resume_timeout` (how long a
+    restarted channel waits for its servers' replays).
     """
 
     # Set in setup_hook, in this order; closed in the reverse order.
@@ -94,8 +108,9 @@ class WingbeatBot(commands.Bot):
     views: ServerViews
     reports: HealthReports
     guard: Guard
+    boards: BoardService
+    alerts: AlertService
     heartbeat: Heartbeat  # touched while the gateway and loop are alive; read by `wingbeat healthcheck`
-    budget: RequestBudget  # every Discord request background work makes (relay posts, ...)
 
     def __init__(
         self,
@@ -109,6 +124,9 @@ class WingbeatBot(commands.Bot):
         guild_ready_timeout: float = 2.0,
         drain_timeout: float = 5.0,
         flush_timeout: float = 3.0,
+        board_tick: float = 2.0,
+        alert_timing: AlertTiming | None = None,
+        resume_timeout: float = 30.0,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
         intents = discord.Intents.none()
@@ -140,6 +158,13 @@ class WingbeatBot(commands.Bot):
         self._drain_timeout = drain_timeout
         self._flush_timeout = flush_timeout
         self._extensions = tuple(extensions)
+        self._board_tick = board_tick
+        self._alert_timing = alert_timing
+        self._resume_timeout = resume_timeout
+        # One pace for every message the bot posts or edits (relay, boards, alerts, the audit channel), under
+        # Discord's global limit: this process's share of it, or all of it behind a shared proxy (bot.shards).
+        self.budget_share = budget_share(shards, settings.discord_api_url)
+        self.discord_budget = RequestBudget(self.budget_share.rate, self.budget_share.burst)
         self._resources = contextlib.AsyncExitStack()
         self._closing = False
         self.command_sync = SyncResult((), (), 0)  # what the last start-up changed on Discord's side
@@ -166,8 +191,7 @@ class WingbeatBot(commands.Bot):
             self.panel, origin=settings.wings_origin, timing=self._timing, idle_close=self._idle_close
         )
         self._closes("wings connections", self.manager.close)
-        share = discord_budget(self.shard_plan, settings.discord_api_url)
-        self.budget = RequestBudget(share.rate, share.burst)
+        share = self.budget_share
         log.info(
             "Discord budget: %g requests/s, bursts of %d (%s; %s)",
             share.rate,
@@ -175,13 +199,18 @@ class WingbeatBot(commands.Bot):
             self.shard_plan.describe(),
             "behind a shared proxy" if share.proxied else f"1/{self.shard_plan.process_count} of the token's",
         )
+        # What each channel has posted, so a restart neither loses nor repeats a line; closed after the relay.
+        journal = JournalWriter(self.store)
+        self._closes("relay journal", journal.close)
         self.relay = ConsoleRelay(
             self.manager,
             DiscordPoster(self),
             mode=settings.console_color,
             min_interval=self._relay_interval,
-            budget=self.budget,
+            budget=self.discord_budget,
             on_link_stopped=self._link_stopped,
+            journal=journal,
+            resume_timeout=self._resume_timeout,
         )
         self._closes("console relay", self.relay.close)
         self.links = LinkService(self.store, self.relay, self.auditor)
@@ -190,6 +219,28 @@ class WingbeatBot(commands.Bot):
         self.views = ServerViews(self.catalog, self.manager, self.panel)
         self.reports = HealthReports(self.store, self.relay, self.manager, self.catalog)
         self.guard = Guard(settings, self.auditor, serves=self.shard_plan.serves)
+        self.boards = BoardService(
+            store=self.store,
+            auditor=self.auditor,
+            catalog=self.catalog,
+            manager=self.manager,
+            messages=BoardMessages(self),
+            budget=self.discord_budget,
+            interval=settings.status_interval,
+            allowed_guilds=self.guard.allowed_guilds,
+            shards=self.shard_plan.store_filter(),
+            tick=self._board_tick,
+        )
+        self.alerts = AlertService(
+            store=self.store,
+            catalog=self.catalog,
+            manager=self.manager,
+            client=self,
+            budget=self.discord_budget,
+            allowed_guilds=self.guard.allowed_guilds,
+            shards=self.shard_plan.store_filter(),
+            timing=self._alert_timing,
+        )
         for name in self._extensions:
             await self.load_extension(name)
         if self.shard_plan.runs_shared_duties:
@@ -200,6 +251,10 @@ class WingbeatBot(commands.Bot):
                 self.tree.copy_global_to(guild=discord.Object(guild_id))
         await self.links.restore(self.guard.allowed_guilds, shards=self.shard_plan.store_filter())
         self.catalog.start()
+        await self.boards.start()
+        self._closes("boards", self.boards.close)
+        await self.alerts.start()
+        self._closes("alerts", self.alerts.close)
         self.heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
         self._closes("heartbeat", self.heartbeat.close)
 
@@ -230,6 +285,12 @@ class WingbeatBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
 
+    def note_power_request(self, server: str, action: PowerAction) -> None:
+        """A power action is about to go out through Wingbeat: a stop it causes is no alert."""
+        alerts: AlertService | None = getattr(self, "alerts", None)
+        if alerts is not None:
+            alerts.power_requested(server, action)
+
     async def on_app_command_completion(
         self, interaction: discord.Interaction[WingbeatBot], command: object
     ) -> None:
@@ -248,6 +309,7 @@ class WingbeatBot(commands.Bot):
 
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         await self.links.channel_deleted(channel.guild.id, channel.id)
+        await self.boards.channel_deleted(channel.id)
 
     # shutdown
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from bot.audit import WINGBEAT_USER, AuditAction, Auditor
 from bot.panel.models import Server
+from bot.relay.resume import Journal
 from bot.relay.service import ConsoleRelay
 from bot.store import How, Link, Shards, Store
 
@@ -53,6 +54,9 @@ class LinkService:
         links of the guilds on them are read: other processes run the rest.
         """
         links = await self._store.links(shards=shards)
+        journals = await self._journals(
+            {link.channel_id for link in links if link.guild_id in allowed_guilds}
+        )
         restored = 0
         for link in links:
             if link.guild_id not in allowed_guilds:
@@ -66,12 +70,30 @@ class LinkService:
             try:
                 if link.stopped:
                     await self._store.set_link_stopped(link.channel_id, link.server_identifier, None)
-                await self._relay.link(link.server_identifier, link.channel_id, server_name=link.server_name)
+                await self._relay.link(
+                    link.server_identifier,
+                    link.channel_id,
+                    server_name=link.server_name,
+                    journal=journals.get(link.channel_id),
+                )
                 restored += 1
             except Exception:
                 log.exception("could not restore the link %s -> %d", link.server_identifier, link.channel_id)
         if links:
             log.info("restored %d of %d console link(s)", restored, len(links))
+
+    async def _journals(self, channel_ids: set[int]) -> dict[int, Journal]:
+        """What each channel had posted before the restart (bot.relay.resume); a damaged one is left out."""
+        writer = self._relay.journal
+        if writer is None or not channel_ids:
+            return {}
+        out: dict[int, Journal] = {}
+        for channel_id, text in (await writer.load(channel_ids)).items():
+            try:
+                out[channel_id] = Journal.from_text(text)
+            except ValueError as exc:
+                log.warning("ignoring the relay journal of channel %d: %s", channel_id, exc)
+        return out
 
     async def relay_stopped(self, channel_id: int, server: str, reason: str) -> None:
         """The relay gave up on a channel (Discord refused it): keep the link as stopped, with the reason.

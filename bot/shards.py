@@ -100,7 +100,7 @@ def behind_proxy(api_url: str | None) -> bool:
     return host not in DISCORD_HOSTS
 
 
-def discord_budget(plan: ShardPlan, api_url: str | None) -> Budget:
+def budget_share(plan: ShardPlan, api_url: str | None) -> Budget:
     """45 requests in any second for the whole token: all of it behind a proxy, else this process's share.
 
     The share is `45 / process count`, as a rate plus a burst: a token bucket grants at most `floor(burst +

@@ -52,6 +52,7 @@ class Sink:
         self.events: list[WingsEvent] = []
         self.notices: list[Notice] = []
         self.gap = True
+        self.filled = 0
 
     def deliver(self, event: WingsEvent) -> None:
         self.events.append(event)
@@ -61,6 +62,9 @@ class Sink:
 
     def wants_gap_fill(self, server: str) -> bool:
         return self.gap
+
+    def gap_filled(self, server: str) -> None:
+        self.filled += 1
 
     def console(self) -> list[str]:
         return [e.frame.arg for e in self.events if e.frame.event == "console output"]

@@ -20,7 +20,7 @@ from tests.e2e_helpers import (
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
 
-COMMANDS = {"servers", "status", "power", "command", "logs", "console", "health"}
+COMMANDS = {"servers", "status", "power", "command", "logs", "console", "health", "board", "alerts"}
 
 
 def options(command: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -142,7 +142,7 @@ async def test_a_flood_behind_the_proxy_loses_no_line_and_posts_none_twice(tmp_p
                 assert console_lines(fake.messages(channel)) == expected[channel]  # in order, too
             senders = rig.bot.relay.senders()
             assert sum(s.throttled for s in senders) > 0 and all(s.failures == 0 for s in senders)
-            assert rig.bot.budget.throttles > 0
+            assert rig.bot.discord_budget.throttles > 0
             # After each refusal the channel waited what the proxy asked before trying again.
             for at, path, retry_after in fake.proxy_refusals:
                 later = [r.at for r in fake.requests if r.path == path and r.at > at]

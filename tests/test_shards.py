@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bot.settings import Settings
-from bot.shards import ShardPlan, behind_proxy, discord_budget, shard_of
+from bot.shards import ShardPlan, behind_proxy, budget_share, shard_of
 from bot.store import Shards
 
 
@@ -51,14 +51,14 @@ def test_process_count(count: int, ids: tuple[int, ...], processes: int) -> None
 
 
 def test_one_process_keeps_42_per_second_and_a_burst_of_3() -> None:
-    budget = discord_budget(ShardPlan(), None)
+    budget = budget_share(ShardPlan(), None)
     assert (budget.rate, budget.burst, budget.proxied) == (42, 3, False)
 
 
 @pytest.mark.parametrize("processes", [2, 3, 4, 7, 9, 30, 45])
 def test_processes_share_45_per_second_so_no_second_exceeds_it_together(processes: int) -> None:
     plan = ShardPlan(processes, (0,))
-    budget = discord_budget(plan, "https://discord.com/api/v10")
+    budget = budget_share(plan, "https://discord.com/api/v10")
     # A token bucket grants at most floor(burst + rate) requests in any one second.
     assert budget.burst >= 1 and budget.rate > 0
     assert processes * math.floor(budget.rate + budget.burst) <= 45
@@ -66,7 +66,7 @@ def test_processes_share_45_per_second_so_no_second_exceeds_it_together(processe
 
 
 def test_behind_a_shared_proxy_a_process_takes_the_whole_budget() -> None:
-    budget = discord_budget(ShardPlan(2, (1,)), "http://nirn-proxy:8080/api/v10")
+    budget = budget_share(ShardPlan(2, (1,)), "http://nirn-proxy:8080/api/v10")
     assert (budget.rate, budget.burst, budget.proxied) == (42, 3, True)
     assert behind_proxy("http://127.0.0.1:9999/api/v10")
     assert not behind_proxy(None) and not behind_proxy("https://discord.com/api/v10")

@@ -152,9 +152,9 @@ async def test_open_runs_all_migrations(backend: Backend) -> None:
         assert await s.links() == []
         assert await s.recent_audit() == []
     assert await backend.version() == SCHEMA_VERSION
-    assert {"links", "audit_log", "meta", "boards", "guild_settings", "grants"} <= await backend.names(
-        "table"
-    )
+    assert {
+        "links", "audit_log", "meta", "boards", "guild_settings", "grants", "relay_journal"
+    } <= await backend.names("table")  # fmt: skip
 
 
 async def test_open_picks_the_implementation_from_the_url(backend: Backend) -> None:
@@ -234,6 +234,33 @@ async def test_links_filtered_by_shard(store: Store) -> None:
     assert [x.server_identifier for x in await store.links(g1, shards=Shards(3, (1,)))] == ["s1"]
     assert await store.links(g1, shards=Shards(3, (0,))) == []
     assert len(await store.links(shards=Shards(1, (0,)))) == 4
+
+
+async def test_boards_and_guild_settings_filtered_by_shard(store: Store) -> None:
+    g0, g1 = guild_on_shard(0, 2), guild_on_shard(1, 2)
+    for n, guild in enumerate((g0, g1)):
+        board = Board(500 + n, guild, 600 + n, BoardKind.BOARD, None, 99, T0)
+        assert await store.add_board(board)
+        await store.set_alerts(guild, 700 + n, None)
+    assert [b.guild_id for b in await store.boards(shards=Shards(2, (1,)))] == [g1]
+    assert [b.guild_id for b in await store.boards(g0, shards=Shards(2, (0,)))] == [g0]
+    assert [s.guild_id for s in await store.all_guild_settings(shards=Shards(2, (0,)))] == [g0]
+    assert len(await store.all_guild_settings()) == 2
+
+
+async def test_relay_journals_saved_many_at_once_replaced_and_forgotten(store: Store) -> None:
+    assert await store.relay_journals([1, 2]) == {}
+    await store.save_relay_journals([(1, "one"), (BIG, '{"v":1}'), (3, "three")])
+    assert await store.relay_journals([1, BIG, 4]) == {1: "one", BIG: '{"v":1}'}
+    await store.save_relay_journals([(1, "uno"), (1, "eins")])  # the last of a channel's wins
+    assert await store.relay_journals([1]) == {1: "eins"}
+    many = [(1000 + i, f"state {i}") for i in range(700)]  # more rows than one statement takes
+    await store.save_relay_journals(many)
+    assert await store.relay_journals([c for c, _ in many]) == dict(many)
+    await store.delete_relay_journal(1)
+    await store.delete_relay_journal(1)
+    assert await store.relay_journals([1, 3]) == {3: "three"}
+    await store.save_relay_journals([])
 
 
 def test_shards_are_checked() -> None:
@@ -576,9 +603,10 @@ async def test_v1_database_is_upgraded_and_keeps_its_data(backend: Backend) -> N
     assert "links_by_server" not in await backend.names("index")
 
     async with await backend.open() as s:
-        assert s.schema_version == SCHEMA_VERSION == 3
+        assert s.schema_version == SCHEMA_VERSION == 4
         assert await s.links() == [make_link()]  # upgraded as an active link
         assert await s.boards() == [] and await s.grants(1) == []
+        assert await s.relay_journals([10]) == {}
 
     assert await backend.version() == SCHEMA_VERSION
     assert {"links_by_server", "links_by_guild", "audit_log_by_guild", "boards_one_per_channel"} <= (

@@ -157,17 +157,20 @@ class Batcher:
 
     # -- input ---------------------------------------------------------------------------------
 
-    def push_line(self, line: str, now: float) -> int:
-        """Queue one raw console line; returns its sequence number."""
+    def push_line(self, line: str, now: float, *, extra: int = 0) -> int:
+        """Queue one raw console line; returns its sequence number.
+
+        `extra` is what the caller holds for this line while it is pending (counted against the bound too).
+        """
         seq = self._seq
         self._seq += 1
         if self._mode is ColorMode.ANSI:
             start = self._state
             text, self._state = clean_ansi(line, start)
-            item = _Line(seq, text, start, self._state, _nbytes(text))
+            item = _Line(seq, text, start, self._state, _nbytes(text) + extra)
         else:
             text = clean_line(line, ColorMode.PLAIN)
-            item = _Line(seq, text, DEFAULT_STATE, DEFAULT_STATE, _nbytes(text))
+            item = _Line(seq, text, DEFAULT_STATE, DEFAULT_STATE, _nbytes(text) + extra)
         self._lines.append(item)
         self._bytes += item.nbytes
         self._chars += len(text)
@@ -221,6 +224,29 @@ class Batcher:
     @property
     def in_flight(self) -> bool:
         return self._inflight is not None
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next line will get."""
+        return self._seq
+
+    def oldest_seq(self) -> int | None:
+        """The sequence number of the oldest line still held (pending, or in the message in flight), or None.
+
+        Every line before it has been posted, dropped (and counted), or consumed as a blank line.
+        """
+        seqs: list[int] = []
+        batch = self._inflight
+        if batch is not None:
+            if batch.lines:
+                seqs.append(batch.lines[0].seq)
+            if batch.partial is not None:
+                seqs.append(batch.partial.line.seq)
+        if self._partial is not None:
+            seqs.append(self._partial.line.seq)
+        if self._lines:
+            seqs.append(self._lines[0].seq)
+        return min(seqs) if seqs else None
 
     def _has_pending(self) -> bool:
         return bool(self._lines or self._notices or self._partial or self._unreported)

@@ -8,6 +8,7 @@ import io
 import aiohttp
 import discord
 
+from bot.relay.resume import new_nonce
 from bot.relay.sender import ChannelGone, FileRefused, PostFailed, PostRejected, PostThrottled
 
 # Discord's JSON error codes that decide what happens to a link (docs/behaviour.md, "The console mirror").
@@ -29,9 +30,18 @@ async def retry_after(exc: discord.HTTPException) -> float:
         body = await exc.response.json(content_type=None)
         if isinstance(body, dict) and body.get("retry_after") is not None:
             seconds = float(body["retry_after"])
-    if seconds is None:
-        with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError):
-            seconds = float(exc.response.headers["Retry-After"])
+    return retry_after_header(exc) if seconds is None else _bounded(seconds)
+
+
+def retry_after_header(exc: discord.HTTPException) -> float:
+    """How long a 429 asks to wait by its `Retry-After` header (1 s when it has none)."""
+    seconds: float | None = None
+    with contextlib.suppress(KeyError, ValueError, TypeError, AttributeError):
+        seconds = float(exc.response.headers["Retry-After"])
+    return _bounded(seconds)
+
+
+def _bounded(seconds: float | None) -> float:
     if seconds is None or not seconds >= 0:
         return DEFAULT_RETRY_AFTER
     return min(seconds, MAX_RETRY_AFTER)
@@ -49,15 +59,23 @@ class DiscordPoster:
         self._client = client
         self._none = discord.AllowedMentions.none()
 
-    async def post(self, channel_id: int, content: str, attachment: tuple[str, bytes] | None) -> None:
+    async def post(
+        self, channel_id: int, content: str, attachment: tuple[str, bytes] | None, nonce: str | None = None
+    ) -> None:
         channel = self._client.get_partial_messageable(channel_id)
+        # discord.py sends a nonce with `enforce_nonce`: the same nonce again within minutes returns the first
+        # message instead of posting a second.
+        nonce = nonce if nonce is not None else new_nonce()
         try:
             if attachment is None:
-                await channel.send(content, allowed_mentions=self._none)
+                await channel.send(content, allowed_mentions=self._none, nonce=nonce)
             else:
                 name, data = attachment
                 await channel.send(
-                    content, file=discord.File(io.BytesIO(data), filename=name), allowed_mentions=self._none
+                    content,
+                    file=discord.File(io.BytesIO(data), filename=name),
+                    allowed_mentions=self._none,
+                    nonce=nonce,
                 )
         except discord.Forbidden as exc:
             if exc.code == MISSING_PERMISSIONS and attachment is not None:

@@ -1,17 +1,26 @@
-"""One task per linked channel: drains its batcher into Discord, one send in flight, never losing a batch."""
+"""One task per linked channel: drains its batcher into Discord, one send in flight, never losing a batch.
+
+With a journal (bot.relay.journal, bot.relay.resume) the sender also keeps track of which console lines it has
+settled, writes each message's nonce down before posting it, and after a restart first sends the message that
+was in flight again with that nonce, so a crash at any moment neither loses nor repeats a line.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from bot.redact import hide_addresses
-from bot.relay.batcher import Batcher
+from bot.relay.batcher import Batcher, Outgoing
 from bot.relay.budget import RequestBudget
+from bot.relay.journal import JournalWriter
+from bot.relay.resume import TAIL_SIZE, Journal, PendingPost, line_hash, new_nonce, resume
 from bot.settings import ColorMode
 
 log = logging.getLogger(__name__)
@@ -35,7 +44,7 @@ class FileRefused(Exception):
 
 
 class PostFailed(Exception):
-    """A send that may work later (5xx, network trouble, rate limit beyond discord.py's retries)."""
+    """A send that may work later (5xx, network trouble); Discord may or may not have taken it."""
 
 
 class PostThrottled(Exception):
@@ -52,9 +61,16 @@ class PostRejected(Exception):
 
 class Poster(Protocol):
     """Posts one message to a channel. Raises `ChannelGone`, `FileRefused`, `PostFailed`, `PostThrottled` or
-    `PostRejected`."""
+    `PostRejected`. A message sent again with the same `nonce` within a few minutes is not posted twice."""
 
-    async def post(self, channel_id: int, content: str, attachment: tuple[str, bytes] | None) -> None: ...
+    async def post(
+        self, channel_id: int, content: str, attachment: tuple[str, bytes] | None, nonce: str | None = None
+    ) -> None: ...
+
+
+Source = tuple[str, str]  # (server, raw console line): a line whose fate the journal follows
+TRACK_OVERHEAD = 80  # what following one pending line holds (a 3-tuple and its deque slot), besides its text
+RESUME_TIMEOUT = 30.0  # how long a restarted channel waits for its servers' replays before posting anyway
 
 
 class ChannelSender:
@@ -70,6 +86,9 @@ class ChannelSender:
         min_interval: float,
         max_pending_bytes: int,
         on_gone: Callable[[int, str], Awaitable[None]],
+        journal: JournalWriter | None = None,
+        resume_from: Journal | None = None,
+        resume_timeout: float = RESUME_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         files_pause: float = FILES_PAUSE,
@@ -81,15 +100,31 @@ class ChannelSender:
         self._clock = clock
         self._wall = wall
         self._files_pause = files_pause
+        self._mode = mode
+        self._min_interval = min_interval
+        self._max_pending_bytes = max_pending_bytes
         self.batcher = Batcher(mode=mode, min_interval=min_interval, max_pending_bytes=max_pending_bytes)
         self._wake = asyncio.Event()
         self._idle = False  # waiting with nothing pending: only then does a new line need to wake the task
         self._task: asyncio.Task[None] | None = None
+        # the journal: settled tails per server, and the lines not settled yet (seq, server, raw), in order
+        self._journal = journal
+        self._tails: dict[str, deque[str]] = {}
+        self._unsettled: deque[tuple[int, str, str]] = deque()
+        self._dropped_seen = 0
+        # after a restart: the journal read from the store, until its pending message went out again
+        self._resuming = resume_from
+        self._resume_timeout = resume_timeout
+        self._replayed: dict[str, list[str]] = {}  # server -> its pending lines, as the channel shows them
+        self._replay_arrived = asyncio.Event()
+        if resume_from is not None:
+            self._tails = {s: deque(t, maxlen=TAIL_SIZE) for s, t in resume_from.tails.items()}
         self.messages = 0
         self.attachments = 0
         self.lines_posted = 0
         self.failures = 0
         self.throttled = 0  # 429s met (each one's message went again later, whole)
+        self.resent = 0  # messages sent again with their nonce after a restart
         self.lines_rejected = 0
         self.last_post_at: float | None = None
         self.last_error: str | None = None
@@ -109,13 +144,26 @@ class ChannelSender:
     @property
     def busy(self) -> bool:
         """Something is pending or being posted (and the channel has not stopped)."""
-        return self.stopped is None and self._task is not None and self.batcher.due(self._clock()) is not None
+        if self.stopped is not None or self._task is None:
+            return False
+        resending = self._resuming is not None and self._resuming.pending is not None
+        return resending or self.batcher.due(self._clock()) is not None
 
-    def push_line(self, line: str) -> None:
-        if self.stopped is None:
+    def push_line(self, line: str, source: Source | None = None) -> None:
+        """Queue a line; `source` (server, raw line) for a console line the journal follows."""
+        if self.stopped is not None:
+            return
+        if source is None or self._journal is None:
             self.batcher.push_line(line, self._clock())
-            if self._idle:
-                self._wake.set()
+        else:
+            raw = source[1]
+            extra = TRACK_OVERHEAD + (0 if raw is line else 49 + len(raw))
+            seq = self.batcher.push_line(line, self._clock(), extra=extra)
+            self._unsettled.append((seq, source[0], raw))
+            if self.batcher.dropped_total != self._dropped_seen:
+                self._settle_dropped()
+        if self._idle:
+            self._wake.set()
 
     def push_notice(self, text: str) -> None:
         """Queue a short line for the channel (a report, a status change); internal addresses are hidden."""
@@ -123,6 +171,101 @@ class ChannelSender:
             self.batcher.push_notice(hide_addresses(text), self._clock())
             if self._idle:
                 self._wake.set()
+
+    # -- after a restart ---------------------------------------------------------------------------------------
+
+    def knows(self, server: str) -> bool:
+        """True while this channel waits for `server`'s first replay to pick up where it left off."""
+        return self._resuming is not None and self._resuming.knows(server) and server not in self._replayed
+
+    def replayed(self, server: str, lines: list[str], prefix: str) -> None:
+        """`server`'s console as Wings replayed it after a restart: keep what the channel had not posted.
+
+        The lines of the message that was in flight are held back for its second sending (with its nonce);
+        the lines after them are queued as new.
+        """
+        journal = self._resuming
+        if journal is None or server in self._replayed:
+            return
+        picked = resume(journal, server, lines)
+        self._replayed[server] = [prefix + line for line in picked.resend]
+        for line in picked.new:
+            self.push_line(prefix + line, (server, line))
+        log.info(
+            "channel %d resumes %s: %d line(s) to send again, %d new of %d replayed",
+            self.channel_id,
+            server,
+            len(picked.resend),
+            len(picked.new),
+            len(lines),
+        )
+        self._replay_arrived.set()
+        self._done_resuming()
+
+    async def _resume(self) -> None:
+        """Send the message that was in flight at the crash again (same nonce), then go on as usual."""
+        journal = self._resuming
+        if journal is None:
+            return
+        pending = journal.pending
+        if pending is not None:
+            waiting = set(pending.counts)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._resume_timeout):
+                    while not waiting <= set(self._replayed):
+                        self._replay_arrived.clear()
+                        await self._replay_arrived.wait()
+            missing = sorted(waiting - set(self._replayed))
+            if missing:
+                log.warning(
+                    "channel %d: no replay from %s in time; the message in flight at the crash goes without "
+                    "their lines",
+                    self.channel_id,
+                    ", ".join(missing),
+                )
+            lines = [line for server in pending.counts for line in self._replayed.get(server, [])]
+            if lines and not await self._send_again(lines, pending.nonce):
+                return
+            # Settled now, whether it went out before the crash or just now.
+            for server, tail in pending.tails.items():
+                self._tails.setdefault(server, deque(maxlen=TAIL_SIZE)).extend(tail)
+        # A server whose replay has not come yet is still aligned when it does, with what is settled now.
+        self._resuming = Journal({s: tuple(t) for s, t in self._tails.items()}, None)
+        self._done_resuming()
+        self._write_journal(None, later=True)
+
+    def _done_resuming(self) -> None:
+        journal = self._resuming
+        waiting = journal is not None and any(
+            journal.knows(s) and s not in self._replayed for s in journal.tails
+        )
+        if journal is not None and journal.pending is None and not waiting:
+            self._resuming = None
+
+    async def _send_again(self, lines: list[str], nonce: str) -> bool:
+        """The lines of the message in flight at the crash, as one message (or more, if they must) with its
+        nonce first: Discord returns the message if it exists and creates it if not. False: the channel stopped."""
+        again = Batcher(
+            mode=self._mode, min_interval=self._min_interval, max_pending_bytes=self._max_pending_bytes
+        )
+        for line in lines:
+            again.push_line(line, self._clock())
+        first = True
+        while (due := again.due(self._clock())) is not None:
+            if due > self._clock():
+                await asyncio.sleep(due - self._clock())
+                continue
+            await self._budget.acquire()
+            out = again.take(self._clock())
+            if out is None:
+                continue
+            if not await self._deliver(again, out, nonce if first else new_nonce(), ()):
+                return False
+            first = False
+        self.resent += 1
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------------------------
 
     async def _sleep_or_wake(self, delay: float | None) -> None:
         # With a send already scheduled, new lines just join it: waking per line would cost a task switch each.
@@ -141,7 +284,8 @@ class ChannelSender:
 
     async def _run(self) -> None:
         try:
-            while True:
+            await self._resume()
+            while self.stopped is None:
                 now = self._clock()
                 due = self.batcher.due(now)
                 if due is None or due > now:
@@ -153,65 +297,127 @@ class ChannelSender:
                 out = self.batcher.take(self._clock())
                 if out is None:
                     continue
-                attachment = (
-                    (out.attachment_name or "console.txt", out.attachment) if out.attachment else None
-                )
-                try:
-                    await self._poster.post(self.channel_id, out.content, attachment)
-                except ChannelGone as gone:
-                    self.batcher.done(False, self._clock())
-                    await self._stop(str(gone))
-                    return
-                except FileRefused:
-                    # The same lines go again at once without the file; none is lost.
-                    self.batcher.files_refused(self._clock(), self._files_pause)
-                    self.last_error = "Discord refused a file: the Attach Files permission is missing"
-                    log.warning(
-                        "channel %d refuses files (Attach Files missing); posting without", self.channel_id
-                    )
-                    self.push_notice(ATTACH_FILES_NOTICE)
-                    continue
-                except PostThrottled as exc:
-                    # Nothing was posted: the same lines go again (with whatever arrived meanwhile) once the
-                    # wait is over, and the shared budget slows down for every channel.
-                    self.batcher.throttled(self._clock(), exc.retry_after)
-                    self._budget.throttled(exc.retry_after)
-                    self.throttled += 1
-                    log.debug("channel %d: 429, retrying in %.2f s", self.channel_id, exc.retry_after)
-                    continue
-                except PostFailed as exc:
-                    self._failed(str(exc))
-                    continue
-                except PostRejected as exc:
-                    # Retrying the same message would block the channel for good: skip it, and say so.
-                    self.batcher.done(True, self._clock())
-                    self.lines_rejected += out.line_count
-                    self.last_error = str(exc)
-                    log.error(
-                        "Discord refused a message for channel %d (%s); skipped it", self.channel_id, exc
-                    )
-                    self.push_notice(
-                        f"Discord refused a message ({exc}); its {out.line_count} console lines were skipped."
-                    )
-                    continue
-                self.batcher.done(True, self._clock())
-                self.messages += 1
-                self.attachments += attachment is not None
-                self.lines_posted += out.line_count
-                self.last_post_at = self._wall()
-                self.last_error = None
+                await self._deliver(self.batcher, out, new_nonce(), self._settling(out))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("relay sender for channel %d failed", self.channel_id)
             await self._stop("internal error (see the bot's log)")
 
-    def _failed(self, reason: str) -> None:
-        # The batch goes back in front of the queue; the batcher spaces retries out (exponential backoff).
-        self.batcher.done(False, self._clock())
-        self.failures += 1
-        self.last_error = reason
-        log.warning("posting to channel %d failed (%s); will retry", self.channel_id, reason)
+    async def _deliver(
+        self, batcher: Batcher, out: Outgoing, nonce: str, settles: Iterable[tuple[int, str, str]]
+    ) -> bool:
+        """Post one message taken from `batcher`; False once the channel stopped.
+
+        With console lines to settle, the journal holds the nonce before the post. A post that failed without
+        an answer may have reached Discord: the very same message goes again with the same nonce.
+        """
+        settled = list(settles)
+        pending = self._pending(settled, nonce) if settled and self._journal is not None else None
+        if pending is not None and self._journal is not None:
+            await self._journal.write_now(self.channel_id, self._journal_text(pending))
+        attachment = (out.attachment_name or "console.txt", out.attachment) if out.attachment else None
+        attempt = 0
+        while True:
+            try:
+                await self._poster.post(self.channel_id, out.content, attachment, nonce)
+                break
+            except ChannelGone as gone:
+                batcher.done(False, self._clock())
+                await self._stop(str(gone))
+                return False
+            except FileRefused:
+                # The same lines go again at once without the file; none is lost.
+                batcher.files_refused(self._clock(), self._files_pause)
+                self.last_error = "Discord refused a file: the Attach Files permission is missing"
+                log.warning(
+                    "channel %d refuses files (Attach Files missing); posting without", self.channel_id
+                )
+                self.push_notice(ATTACH_FILES_NOTICE)
+                return True
+            except PostThrottled as exc:
+                # Nothing was posted: the same lines go again (with whatever arrived meanwhile) once the wait is
+                # over, and the shared budget slows down for every channel.
+                batcher.throttled(self._clock(), exc.retry_after)
+                self._budget.throttled(exc.retry_after)
+                self.throttled += 1
+                log.debug("channel %d: 429, retrying in %.2f s", self.channel_id, exc.retry_after)
+                return True
+            except PostFailed as exc:
+                self.failures += 1
+                self.last_error = str(exc)
+                delay = min(self._min_interval * 2**attempt, MAX_RETRY_WAIT)
+                attempt += 1
+                log.warning(
+                    "posting to channel %d failed (%s); will retry in %.1f s", self.channel_id, exc, delay
+                )
+                await asyncio.sleep(delay)
+                await self._budget.acquire()
+                continue
+            except PostRejected as exc:
+                # Retrying the same message would block the channel for good: skip it, and say so.
+                batcher.done(True, self._clock())
+                self._settle(settled)
+                self.lines_rejected += out.line_count
+                self.last_error = str(exc)
+                log.error("Discord refused a message for channel %d (%s); skipped it", self.channel_id, exc)
+                self.push_notice(
+                    f"Discord refused a message ({exc}); its {out.line_count} console lines were skipped."
+                )
+                return True
+        batcher.done(True, self._clock())
+        self._settle(settled)
+        self.messages += 1
+        self.attachments += attachment is not None
+        self.lines_posted += out.line_count
+        self.last_post_at = self._wall()
+        self.last_error = None
+        return True
+
+    # -- the journal -------------------------------------------------------------------------------------------
+
+    def _settling(self, out: Outgoing) -> list[tuple[int, str, str]]:
+        """The followed lines this message settles: every one up to its last complete line."""
+        if not self._unsettled or out.first_seq < 0:
+            return []
+        upto = out.last_seq if out.line_count else out.first_seq - 1
+        return list(itertools.takewhile(lambda entry: entry[0] <= upto, self._unsettled))
+
+    def _pending(self, settled: list[tuple[int, str, str]], nonce: str) -> PendingPost:
+        counts: dict[str, int] = {}
+        for _, server, _ in settled:
+            counts[server] = counts.get(server, 0) + 1
+        return PendingPost(nonce, counts, _last_hashes(settled))
+
+    def _settle(self, settled: list[tuple[int, str, str]]) -> None:
+        if not settled:
+            return
+        for _ in settled:
+            self._unsettled.popleft()
+        for server, hashes in _last_hashes(settled).items():
+            self._tails.setdefault(server, deque(maxlen=TAIL_SIZE)).extend(hashes)
+        self._write_journal(None, later=True)
+
+    def _settle_dropped(self) -> None:
+        """Lines the batcher dropped (and will report) are settled too: a restart must not post them late."""
+        self._dropped_seen = self.batcher.dropped_total
+        oldest = self.batcher.oldest_seq()
+        limit = self.batcher.next_seq if oldest is None else oldest
+        dropped = list(itertools.takewhile(lambda entry: entry[0] < limit, self._unsettled))
+        self._settle(dropped)
+
+    def _journal_text(self, pending: PendingPost | None) -> str:
+        return Journal({s: tuple(t) for s, t in self._tails.items()}, pending).to_text()
+
+    def _write_journal(self, pending: PendingPost | None, *, later: bool) -> None:
+        if self._journal is not None and later:
+            self._journal.write_later(self.channel_id, self._journal_text(pending))
+
+    def forget_server(self, server: str) -> None:
+        """`server` is no longer linked here: its part of the journal goes."""
+        self._tails.pop(server, None)
+
+    # -- stopping ----------------------------------------------------------------------------------------------
 
     async def _stop(self, reason: str) -> None:
         self.stopped = reason
@@ -220,3 +426,16 @@ class ChannelSender:
             await self._on_gone(self.channel_id, reason)
         except Exception:
             log.exception("handling the end of the relay to channel %d failed", self.channel_id)
+
+
+MAX_RETRY_WAIT = 30.0  # the longest wait between two tries of a message that failed without an answer
+
+
+def _last_hashes(entries: list[tuple[int, str, str]]) -> dict[str, tuple[str, ...]]:
+    """Per server, the hashes of its last TAIL_SIZE lines among `entries`, oldest first (only those are hashed)."""
+    picked: dict[str, list[str]] = {}
+    for _, server, raw in reversed(entries):
+        got = picked.setdefault(server, [])
+        if len(got) < TAIL_SIZE:
+            got.append(line_hash(raw))
+    return {server: tuple(reversed(hashes)) for server, hashes in picked.items()}

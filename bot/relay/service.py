@@ -1,4 +1,9 @@
-"""Console links: every mirrored line of a server into every channel linked to it, in order, paced."""
+"""Console links: every mirrored line of a server into every channel linked to it, in order, paced.
+
+With a journal (bot.relay.journal) a restarted relay picks up where it left off: a link restored with its
+channel's journal asks Wings to replay the console once (`resume`), the replay is held until it is complete,
+and each channel keeps only what it had not posted (bot.relay.resume).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,15 @@ from dataclasses import dataclass
 
 from bot.names import safe_name
 from bot.relay.budget import RequestBudget
+from bot.relay.journal import JournalWriter
 from bot.relay.notices import MIRRORED, event_line, status_line
-from bot.relay.sender import ChannelSender, Poster
+from bot.relay.resume import Journal
+from bot.relay.sender import RESUME_TIMEOUT, ChannelSender, Poster
 from bot.settings import ColorMode
 from bot.wings.events import Notice, NoticeKind, WingsEvent
 from bot.wings.frames import Event
 from bot.wings.manager import ConnectionManager, Subscription
+from bot.wings.session import is_daemon_line
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,9 @@ class _ServerFeed:
     def notice(self, notice: Notice) -> None:
         self._relay._on_notice(self._server, notice)
 
+    def gap_filled(self, server: str) -> None:
+        self._relay._on_gap_filled(server)
+
 
 class ConsoleRelay:
     """Owns the channel senders and one subscription per linked server."""
@@ -65,6 +76,8 @@ class ConsoleRelay:
         max_pending_bytes: int = 4 * 1024 * 1024,
         budget: RequestBudget | None = None,
         on_link_stopped: LinkStopped | None = None,
+        journal: JournalWriter | None = None,
+        resume_timeout: float = RESUME_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._manager = manager
@@ -74,7 +87,10 @@ class ConsoleRelay:
         self._max_pending_bytes = max_pending_bytes
         self.budget = budget or RequestBudget()
         self._on_link_stopped = on_link_stopped
+        self.journal = journal
+        self._resume_timeout = resume_timeout
         self._clock = clock
+        self._replays: dict[str, list[str]] = {}  # server -> its resume replay so far, until `gap_filled`
         self._links: dict[str, dict[int, str]] = {}  # server -> channel -> server name
         self._channel_servers: dict[int, set[str]] = {}
         self._senders: dict[int, ChannelSender] = {}
@@ -84,8 +100,13 @@ class ConsoleRelay:
 
     # -- links ---------------------------------------------------------------------------------------------
 
-    async def link(self, server: str, channel_id: int, *, server_name: str) -> bool:
-        """Start mirroring `server` into `channel_id`. False when that link already existed."""
+    async def link(
+        self, server: str, channel_id: int, *, server_name: str, journal: Journal | None = None
+    ) -> bool:
+        """Start mirroring `server` into `channel_id`. False when that link already existed.
+
+        `journal`: the channel's journal from the store (at start-up), to pick up where it left off.
+        """
         channels = self._links.setdefault(server, {})
         if channel_id in channels:
             return False
@@ -102,12 +123,22 @@ class ConsoleRelay:
                 min_interval=self._min_interval,
                 max_pending_bytes=self._max_pending_bytes,
                 on_gone=self._channel_gone,
+                journal=self.journal,
+                resume_from=journal if self.journal is not None else None,
+                resume_timeout=self._resume_timeout,
                 clock=self._clock,
             )
             self._senders[channel_id] = sender
             sender.start()
+        resume = sender.knows(server) and server not in self._replays
+        if resume:
+            self._replays[server] = []
         if server not in self._subs:
-            self._subs[server] = self._manager.subscribe(server, _ServerFeed(self, server), console=True)
+            self._subs[server] = self._manager.subscribe(
+                server, _ServerFeed(self, server), console=True, resume=resume
+            )
+        elif resume:
+            self._manager.connection(server).request_resume()
         log.info("console of %s linked to channel %d", server, channel_id)
         return True
 
@@ -120,16 +151,23 @@ class ConsoleRelay:
         if not channels:
             self._links.pop(server, None)
             self._power.pop(server, None)
+            self._replays.pop(server, None)
             sub = self._subs.pop(server, None)
             if sub is not None:
                 self._manager.unsubscribe(sub)
         servers = self._channel_servers.get(channel_id, set())
         servers.discard(server)
-        if not servers:
+        if servers:
+            sender = self._senders.get(channel_id)
+            if sender is not None:
+                sender.forget_server(server)
+        else:
             self._channel_servers.pop(channel_id, None)
             sender = self._senders.pop(channel_id, None)
             if sender is not None:
                 await sender.close()
+            if self.journal is not None:
+                self.journal.forget(channel_id)
         log.info("console of %s unlinked from channel %d", server, channel_id)
         return True
 
@@ -164,11 +202,18 @@ class ConsoleRelay:
         kind = event.frame.known
         if kind in MIRRORED:
             raw = event.frame.arg
-            # Wings turns " \r" inside a line into "\r\n" (reference §3.3): those are separate lines.
+            # Wings turns " \r" inside a line into "\r\n": those are separate lines.
             lines = [part.rstrip("\r") for part in raw.split("\n")] if "\n" in raw else (raw,)
+            # Console lines (not Wings' own) are what a replay holds: the journal follows those.
+            followed = kind is Event.CONSOLE_OUTPUT and not is_daemon_line(raw)
+            replay = self._replays.get(server) if followed and event.recovered else None
+            if replay is not None:
+                replay.extend(lines)  # a resume replay: held until complete, then each channel picks
+                return
             for sender, prefix in self._targets(server):
                 for line in lines:
-                    sender.push_line(prefix + line if prefix else line)
+                    shown = prefix + line if prefix else line
+                    sender.push_line(shown, (server, line) if followed else None)
             return
         if kind is Event.STATUS:
             state = event.frame.arg
@@ -181,6 +226,14 @@ class ConsoleRelay:
         if text:
             for sender, prefix in self._targets(server):
                 sender.push_notice(prefix + text)
+
+    def _on_gap_filled(self, server: str) -> None:
+        replay = self._replays.pop(server, None)
+        if replay is None:
+            return
+        for sender, prefix in self._targets(server):
+            if sender.knows(server):
+                sender.replayed(server, replay, prefix)
 
     def _on_notice(self, server: str, notice: Notice) -> None:
         icon = "✅" if notice.kind is NoticeKind.CONNECTION_RESTORED else "⚠️"

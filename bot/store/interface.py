@@ -8,7 +8,7 @@ suite; every failure of the database itself is raised as `StoreError`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -154,8 +154,8 @@ class Store(ABC):
         """The board was posted anew (Discord would not edit the old message): remember the new message."""
 
     @abstractmethod
-    async def boards(self, guild_id: int | None = None) -> list[Board]:
-        """Every board and card, or one guild's, oldest first."""
+    async def boards(self, guild_id: int | None = None, *, shards: Shards | None = None) -> list[Board]:
+        """Every board and card, or one guild's, or those of the guilds on `shards`; oldest first."""
 
     @abstractmethod
     async def board_in_channel(self, channel_id: int) -> Board | None:
@@ -168,8 +168,8 @@ class Store(ABC):
         """The guild's settings (defaults when none were saved)."""
 
     @abstractmethod
-    async def all_guild_settings(self) -> list[GuildSettings]:
-        """Every guild's saved settings, by guild ID."""
+    async def all_guild_settings(self, *, shards: Shards | None = None) -> list[GuildSettings]:
+        """Every guild's saved settings (or those of the guilds on `shards`), by guild ID."""
 
     @abstractmethod
     async def set_alerts(self, guild_id: int, channel_id: int | None, role_id: int | None) -> None:
@@ -197,6 +197,20 @@ class Store(ABC):
     @abstractmethod
     async def grants(self, guild_id: int) -> list[Grant]:
         """Every grant of a guild, ordered by target, capability and server."""
+
+    # The console relay's journal (bot.relay.resume): opaque text per channel
+
+    @abstractmethod
+    async def relay_journals(self, channel_ids: Collection[int]) -> dict[int, str]:
+        """The saved journals of these channels (those that have one)."""
+
+    @abstractmethod
+    async def save_relay_journals(self, journals: Sequence[tuple[int, str]]) -> None:
+        """Save or replace the journals of several channels at once (one statement per few hundred)."""
+
+    @abstractmethod
+    async def delete_relay_journal(self, channel_id: int) -> None:
+        """Forget a channel's journal."""
 
     # Metadata
 

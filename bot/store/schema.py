@@ -114,6 +114,15 @@ STEPS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (  # v4: per linked channel, what the console relay had posted, so a restart neither loses nor repeats
+        """
+        CREATE TABLE relay_journal (
+            channel_id {snowflake} PRIMARY KEY,
+            state TEXT NOT NULL,
+            updated_at {moment} NOT NULL
+        )
+        """,
+    ),
 )
 SCHEMA_VERSION = len(STEPS)
 

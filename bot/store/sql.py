@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -32,6 +32,8 @@ from bot.store.models import (
 )
 
 log = logging.getLogger(__name__)
+
+_CHUNK = 300  # rows per statement: 3 parameters each stays under SQLite's oldest limit of 999
 
 
 class Row(Protocol):
@@ -127,16 +129,7 @@ class SqlStore(Store):
         return count
 
     async def links(self, guild_id: int | None = None, *, shards: Shards | None = None) -> list[Link]:
-        conditions: list[str] = []
-        params: list[object] = []
-        if guild_id is not None:
-            conditions.append("guild_id = ?")
-            params.append(guild_id)
-        if shards is not None:
-            sql, values = _on_shards(shards, with_no_guild=False)
-            conditions.append(sql)
-            params.extend(values)
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        where, params = _guild_conditions(guild_id, shards)
         rows = await self._fetch(
             f"SELECT * FROM links {where} ORDER BY guild_id, channel_id, {self._nocase('server_name')},"
             f" {self._binary('server_identifier')}",
@@ -289,8 +282,8 @@ class SqlStore(Store):
             > 0
         )
 
-    async def boards(self, guild_id: int | None = None) -> list[Board]:
-        where, params = ("WHERE guild_id = ?", (guild_id,)) if guild_id is not None else ("", ())
+    async def boards(self, guild_id: int | None = None, *, shards: Shards | None = None) -> list[Board]:
+        where, params = _guild_conditions(guild_id, shards)
         rows = await self._fetch(f"SELECT * FROM boards {where} ORDER BY created_at, message_id", params)
         return [self._board(row) for row in rows]
 
@@ -306,8 +299,9 @@ class SqlStore(Store):
         rows = await self._fetch("SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         return _guild_settings(rows[0]) if rows else GuildSettings(guild_id)
 
-    async def all_guild_settings(self) -> list[GuildSettings]:
-        rows = await self._fetch("SELECT * FROM guild_settings ORDER BY guild_id")
+    async def all_guild_settings(self, *, shards: Shards | None = None) -> list[GuildSettings]:
+        where, params = _guild_conditions(None, shards)
+        rows = await self._fetch(f"SELECT * FROM guild_settings {where} ORDER BY guild_id", params)
         return [_guild_settings(row) for row in rows]
 
     async def set_alerts(self, guild_id: int, channel_id: int | None, role_id: int | None) -> None:
@@ -373,6 +367,41 @@ class SqlStore(Store):
         rows = await self._fetch(f"SELECT * FROM grants WHERE guild_id = ? ORDER BY {order}", (guild_id,))
         return [self._grant(row) for row in rows]
 
+    # The console relay's journal
+
+    async def relay_journals(self, channel_ids: Collection[int]) -> dict[int, str]:
+        ids = sorted(set(channel_ids))
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._fetch(
+                f"SELECT channel_id, state FROM relay_journal WHERE channel_id IN ({marks})", chunk
+            )
+            out.update((row["channel_id"], row["state"]) for row in rows)
+        return out
+
+    async def save_relay_journals(self, journals: Sequence[tuple[int, str]]) -> None:
+        # One multi-row upsert per chunk: atomic, one commit, the same SQL on both databases (a driver's
+        # executemany would commit per row on SQLite in autocommit mode).
+        latest = dict(journals)
+        now = self._moment(self._clock())
+        items = sorted(latest.items())
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            values = ", ".join("(?, ?, ?)" for _ in chunk)
+            params: list[object] = []
+            for channel_id, state in chunk:
+                params += [channel_id, state, now]
+            await self._execute(
+                f"INSERT INTO relay_journal (channel_id, state, updated_at) VALUES {values}"
+                " ON CONFLICT (channel_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                params,
+            )
+
+    async def delete_relay_journal(self, channel_id: int) -> None:
+        await self._execute("DELETE FROM relay_journal WHERE channel_id = ?", (channel_id,))
+
     # Metadata
 
     async def get_meta(self, key: str) -> str | None:
@@ -435,6 +464,20 @@ class SqlStore(Store):
             created_by=row["created_by"],
             created_at=self._read_moment(row["created_at"]),
         )
+
+
+def _guild_conditions(guild_id: int | None, shards: Shards | None) -> tuple[str, list[object]]:
+    """A WHERE clause for one guild's rows and/or those of the guilds on `shards` (empty: every row)."""
+    conditions: list[str] = []
+    params: list[object] = []
+    if guild_id is not None:
+        conditions.append("guild_id = ?")
+        params.append(guild_id)
+    if shards is not None:
+        sql, values = _on_shards(shards, with_no_guild=False)
+        conditions.append(sql)
+        params.extend(values)
+    return (f"WHERE {' AND '.join(conditions)}" if conditions else ""), params
 
 
 def _on_shards(shards: Shards, *, with_no_guild: bool) -> tuple[str, tuple[int, ...]]:

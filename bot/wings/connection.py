@@ -61,6 +61,9 @@ class EventSink(Protocol):
 
     def wants_gap_fill(self, server: str) -> bool: ...
 
+    def gap_filled(self, server: str) -> None:
+        """A gap fill ended: every line it recovered has been delivered."""
+
 
 class WingsConnection:
     """Keeps one server's console socket alive until closed or stopped for a reason retrying cannot fix."""
@@ -201,6 +204,17 @@ class WingsConnection:
             reason = self.session.stopped_reason or self.session.last_error or "no answer yet"
             raise WingsUnavailable(f"The server's console connection is not available: {reason}")
 
+    def request_resume(self) -> None:
+        """Fill a gap on the first authenticated socket (now, if one is up) though nothing was delivered yet.
+
+        For a subscriber that posted this console before a restart: the backlog Wings replays is delivered as
+        recovered lines, followed by `gap_filled`, and the subscriber keeps what it had not posted.
+        """
+        if self.session.state is SessionState.CONNECTED:
+            self._apply(self.session.capture_logs(self.clock(), CapturePurpose.GAP_FILL))
+        else:
+            self.session.resume_requested = True
+
     # -- the reconnect loop ------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -322,10 +336,12 @@ class WingsConnection:
                 case FillGap():
                     if self._sink.wants_gap_fill(self.server):
                         self._apply(self.session.capture_logs(self.clock(), CapturePurpose.GAP_FILL))
-                case CaptureDone(lines):
+                case CaptureDone(lines, purposes):
                     for fut in self._logs_waiters:
                         if not fut.done():
                             fut.set_result(list(lines))
+                    if CapturePurpose.GAP_FILL in purposes:
+                        self._sink.gap_filled(self.server)
                 case Connected():
                     self._authed_at = self.clock()
                     self.state = ConnectionState.CONNECTED

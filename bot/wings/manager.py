@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class Subscriber(Protocol):
-    """Receives a server's events and notices. Both calls must return at once: buffer, never await."""
+    """Receives a server's events and notices. Both calls must return at once: buffer, never await.
+
+    A subscriber may also define `gap_filled(server)`: called when a gap fill has delivered its lines.
+    """
 
     def deliver(self, event: WingsEvent) -> None: ...
 
@@ -156,11 +159,16 @@ class ConnectionManager:
 
     # -- subscribers ---------------------------------------------------------------------------------------
 
-    def subscribe(self, server: str, subscriber: Subscriber, *, console: bool = True) -> Subscription:
-        """Register `subscriber` for `server` (opening its connection). `console` asks for gap fills."""
+    def subscribe(
+        self, server: str, subscriber: Subscriber, *, console: bool = True, resume: bool = False
+    ) -> Subscription:
+        """Register `subscriber` for `server` (opening its connection). `console` asks for gap fills; `resume`
+        for one at once, so that a subscriber restarting can post what it missed (WingsConnection.request_resume)."""
         sub = Subscription(next(self._ids), server, subscriber, console)
         self._subs.setdefault(server, []).append(sub)
-        self.connection(server)
+        conn = self.connection(server)
+        if resume:
+            conn.request_resume()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -192,6 +200,16 @@ class ConnectionManager:
 
     def wants_gap_fill(self, server: str) -> bool:
         return any(sub.console for sub in self._subs.get(server, ()))
+
+    def gap_filled(self, server: str) -> None:
+        for sub in self._subs.get(server, ()):
+            hook = getattr(sub.subscriber, "gap_filled", None)
+            if hook is None:
+                continue
+            try:
+                hook(server)
+            except Exception:  # noqa: BLE001 - logged in _subscriber_failed
+                self._subscriber_failed(sub)
 
     def _subscriber_failed(self, sub: Subscription) -> None:
         # One broken subscriber must not stop the socket or the others; it is logged (rarely) and skipped.

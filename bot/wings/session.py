@@ -197,6 +197,7 @@ class CaptureDone:
     """A `send logs` capture ended; `lines` is everything it caught, for whoever asked for the logs."""
 
     lines: tuple[str, ...]
+    purposes: frozenset[CapturePurpose] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +315,9 @@ class Session:
         # console
         self._recent = RecentLines()
         self.capture: Capture | None = None
+        # A subscriber resuming after a restart asked for the console backlog: the first authenticated socket
+        # fills a gap too, though nothing was delivered before (it aligns the lines with what it had posted).
+        self.resume_requested = False
         # power and stats
         self.power: PowerState | None = None
         self.last_stats: Stats | None = None
@@ -664,8 +668,8 @@ class Session:
         self._lost_reported = False
         self._down_since = None
         log.info("wings connection %s authenticated", self.server)
-        if self.sockets > 1 or self._lossy:
-            self._lossy = False
+        if self.sockets > 1 or self._lossy or self.resume_requested:
+            self._lossy = self.resume_requested = False
             out.append(FillGap())
         return out + self._maybe_refresh(now)
 
@@ -731,7 +735,7 @@ class Session:
         for line in fresh:
             self._recent.add(line)
             out.append(self._deliver(Frame(Event.CONSOLE_OUTPUT.value, (line,)), now, recovered=True))
-        out.append(CaptureDone(tuple(cap.lines)))
+        out.append(CaptureDone(tuple(cap.lines), frozenset(cap.purposes)))
         log.info(
             "%s for %s: %d replayed, %d new",
             ", ".join(sorted(cap.purposes)),
