@@ -7,6 +7,7 @@ registration to the process with shard 0, and leaves unanswered what Discord sho
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from bot.store import Link, Store
 from tests.e2e_helpers import TIMING
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
-from tests.shard_helpers import GUILDS, SHARDS, build_shard_world
+from tests.shard_helpers import GUILDS, SHARDS, BotChild, bot_env, build_shard_world, console_lines, tally
 
 SERVER = "1a2b3c4d"
 
@@ -133,3 +134,91 @@ async def test_one_process_may_run_several_shards(tmp_path: Path) -> None:
                 inter = await fake.invoke(g.id, g.console, g.admin, "console", subcommand="list")
                 await inter.wait_done(8)
                 assert inter.ephemeral and inter.responses
+
+
+# -- two real processes on one PostgreSQL store ---------------------------------------------------------------
+
+
+async def test_two_processes_share_the_token_and_a_killed_one_resumes_without_loss(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """`python -m bot` twice (SHARD_COUNT=2, SHARD_IDS=0 and 1) on one fake Discord and one store: each answers
+    its own guild; console lines flow into both guilds' channels while one process is killed with SIGKILL and
+    started again; every line arrives exactly once, files included."""
+    async with Emulator() as emu, FakeDiscord() as fake:
+        servers = [
+            emu.add_server(f"Game {g.shard}", identifier=f"{g.shard}a2b3c4d", state="running") for g in GUILDS
+        ]
+        build_shard_world(fake)
+        envs = [bot_env(fake, emu.panel_url, emu.api_key, postgres_dsn, str(g.shard)) for g in GUILDS]
+        bots = [
+            await BotChild.start(f"shard {g.shard}", tmp_path / f"shard{g.shard}", envs[g.shard])
+            for g in GUILDS
+        ]
+        restarted: BotChild | None = None
+        emitter: asyncio.Task[None] | None = None
+        try:
+            for bot in bots:
+                await bot.wait_logged(fake, "Wingbeat ready", 40)
+            assert sorted(fake.sessions()) == [(0, SHARDS), (1, SHARDS)]
+            assert set(fake.synced_commands) == {g.id for g in GUILDS}
+            assert fake.command_put_count == len(GUILDS)  # by shard 0's process, once
+
+            for g, srv in zip(GUILDS, servers, strict=True):
+                inter = await fake.invoke(
+                    g.id, g.console, g.admin, "console", {"server": srv.identifier}, subcommand="link"
+                )
+                await inter.wait_done(15)
+                assert "Mirroring" in inter.text, inter.text + bots[g.shard].tail()
+            for g, bot in zip(GUILDS, bots, strict=True):
+                other = GUILDS[1 - g.shard]
+                assert bot.logged(f"linked to channel {g.console}") and not bot.logged(
+                    f"channel {other.console}"
+                )
+            await fake.wait_for(
+                lambda: all(any(s.authenticated for s in emu.sockets(srv)) for srv in servers), 15, "sockets"
+            )
+
+            emitted: dict[int, list[str]] = {g.console: [] for g in GUILDS}
+
+            async def emit() -> None:
+                for n in range(10_000):
+                    # Now and then a burst too long for one message: its lines come as a file.
+                    burst = 25 if n % 25 == 5 else 1
+                    for g, srv in zip(GUILDS, servers, strict=True):
+                        for k in range(burst):
+                            line = f"shard {g.shard} line {n:05d}.{k:02d} " + "x" * (100 if burst > 1 else 0)
+                            srv.emit_console(line.rstrip())
+                            emitted[g.console].append(line.rstrip())
+                    await asyncio.sleep(0.1)
+
+            emitter = asyncio.create_task(emit())
+            await asyncio.sleep(2.0)
+            await bots[1].kill()  # SIGKILL: no shutdown, nothing flushed
+            await asyncio.sleep(1.0)
+            restarted = await BotChild.start("shard 1 again", tmp_path / "shard1-again", envs[1])
+            await restarted.wait_logged(fake, f"resumes {servers[1].identifier}", 40)
+            await asyncio.sleep(2.0)
+            emitter.cancel()
+            await asyncio.gather(emitter, return_exceptions=True)
+
+            def complete() -> bool:
+                return all(set(lines) <= set(console_lines(fake.messages(c))) for c, lines in emitted.items())
+
+            with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
+                await fake.wait_for(complete, 20, "every emitted line")
+            for g in GUILDS:
+                posted = console_lines(fake.messages(g.console))
+                lost, duplicated = tally(posted, emitted[g.console])
+                assert (len(lost), duplicated) == (0, []), (
+                    f"shard {g.shard}: lost {lost[:5]}… dup {duplicated[:5]}"
+                )
+                assert posted == emitted[g.console]  # in order, too
+            assert restarted.logged("restored 1 of 1 console link(s)")
+            assert all(any(m.attachments for m in fake.messages(g.console)) for g in GUILDS)
+            assert len(emitted[GUILDS[1].console]) >= 40
+        finally:
+            if emitter is not None:
+                emitter.cancel()
+            for bot in (*bots, *([restarted] if restarted else [])):
+                await bot.kill()
