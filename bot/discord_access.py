@@ -7,21 +7,12 @@ IDs and the permissions Discord computed for it), never from a member cache that
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
 
 import discord
 
-from bot.access import is_admin, may_use, refusal_text
+from bot.access import Member, Verdict, decide, is_admin, required_capability
 
 DM_REFUSAL = "Wingbeat's commands work in servers only, not in direct messages."
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The outcome of the access check: `allowed`, or `reason` (one sentence) for the refusal."""
-
-    allowed: bool
-    reason: str = ""
 
 
 def _role_ids(member: discord.Member) -> list[int]:
@@ -60,12 +51,17 @@ def check_interaction(
     """May this interaction run `command` (its qualified name)? DMs are always refused."""
     if interaction.guild_id is None or not isinstance(interaction.user, discord.Member):
         return Verdict(False, DM_REFUSAL)
-    member = interaction.user
-    if may_use(
-        command,
-        administrator=interaction.permissions.administrator,
-        role_ids=_role_ids(member),
+    member = Member(
+        interaction.guild_id,
+        interaction.user.id,
+        frozenset(_role_ids(interaction.user)),
+        interaction.permissions.administrator,
+    )
+    return decide(
+        member,
+        required_capability(command),
+        None,
+        grants=(),
         admin_role_ids=admin_role_ids,
-    ):
-        return Verdict(True)
-    return Verdict(False, refusal_text(command, admin_roles_configured=bool(admin_role_ids)))
+        what=f"/{command}",
+    )
