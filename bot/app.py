@@ -23,20 +23,30 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.audit_feed import AuditFeed
+from bot.audit_prune import AuditPruner
 from bot.catalog import ServerCatalog
+from bot.grants import GrantBook
 from bot.panel.client import PanelClient
 from bot.panel.models import Server
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.settings import Settings
-from bot.store import Link, Store, StoreError
+from bot.store import AuditEntry, How, Link, Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
 from bot.wings.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
 
-INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.servers", "cogs.control", "cogs.console", "cogs.health")
+INITIAL_EXTENSIONS: tuple[str, ...] = (
+    "cogs.servers",
+    "cogs.control",
+    "cogs.console",
+    "cogs.health",
+    "cogs.access",
+    "cogs.audit",
+)
 SYNC_META_PREFIX = "commands.synced:"
 
 
@@ -95,6 +105,7 @@ class WingbeatBot(commands.Bot):
         idle_close: float = 300.0,
         panel_timeout: float = 15.0,
         guild_ready_timeout: float = 2.0,
+        audit_prune_every: float = 86400.0,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
         intents = discord.Intents.none()
@@ -118,11 +129,15 @@ class WingbeatBot(commands.Bot):
         self._idle_close = idle_close
         self._panel_timeout = panel_timeout
         self._extensions = tuple(extensions)
+        self._audit_prune_every = audit_prune_every
         self._store: Store | None = None
         self._panel: PanelClient | None = None
         self._manager: ConnectionManager | None = None
         self._relay: ConsoleRelay | None = None
         self._catalog: ServerCatalog | None = None
+        self._grant_book: GrantBook | None = None
+        self._audit_feed: AuditFeed | None = None
+        self._audit_pruner: AuditPruner | None = None
         self._closing = False
         self.synced_scopes: list[str] = []  # what the last start-up actually pushed to Discord
         self.ready_logged = False
@@ -159,6 +174,24 @@ class WingbeatBot(commands.Bot):
             raise RuntimeError("the server catalog is created in setup_hook")
         return self._catalog
 
+    @property
+    def grant_book(self) -> GrantBook:
+        if self._grant_book is None:
+            raise RuntimeError("the grant book is loaded in setup_hook")
+        return self._grant_book
+
+    @property
+    def audit_feed(self) -> AuditFeed:
+        if self._audit_feed is None:
+            raise RuntimeError("the audit feed is created in setup_hook")
+        return self._audit_feed
+
+    @property
+    def audit_pruner(self) -> AuditPruner:
+        if self._audit_pruner is None:
+            raise RuntimeError("the audit pruner is created in setup_hook")
+        return self._audit_pruner
+
     # start-up
 
     async def login(self, token: str) -> None:
@@ -181,11 +214,26 @@ class WingbeatBot(commands.Bot):
             on_link_stopped=self._link_stopped,
         )
         self._catalog = ServerCatalog(self._panel, refresh_every=self._catalog_refresh)
+        await self._start_access_and_audit()
         for name in self._extensions:
             await self.load_extension(name)
         await self._sync_commands()
         await self._restore_links()
         self._catalog.start()
+
+    async def _start_access_and_audit(self) -> None:
+        settings, store, catalog = self.settings, self.store, self.catalog
+        self._grant_book = GrantBook(store)
+        await self._grant_book.load(settings.guild_ids)
+        self._audit_feed = AuditFeed(
+            self, self.relay.budget, server_names=lambda: {s.identifier: s.name for s in catalog.servers}
+        )
+        await self._audit_feed.load(store, settings.guild_ids)
+        self._audit_feed.start()
+        self._audit_pruner = AuditPruner(
+            store.prune_audit, settings.audit_retention_days, every=self._audit_prune_every
+        )
+        self._audit_pruner.start()
 
     async def _sync_commands(self) -> None:
         digest = commands_hash(self.tree)
@@ -296,19 +344,28 @@ class WingbeatBot(commands.Bot):
         action: str,
         arguments: str,
         outcome: str,
+        how: How = How.COMMAND,
     ) -> None:
-        """Write one audit entry; a failing store is logged, never shown to the user as their failure."""
+        """Write one audit entry and post it to the guild's audit channel; a failing store is logged only."""
+        arguments, outcome = arguments[:1000], outcome[:1000]
         try:
-            await self.store.audit(
+            entry_id = await self.store.audit(
                 guild_id=guild_id,
                 user_id=user_id,
                 server_identifier=server,
                 action=action,
-                arguments=arguments[:1000],
-                outcome=outcome[:1000],
+                arguments=arguments,
+                outcome=outcome,
+                how=how,
             )
         except Exception:
             log.exception("could not write the audit entry for %s on %s", action, server)
+            entry_id = 0
+        if self._audit_feed is not None:
+            now = datetime.now(UTC)
+            self._audit_feed.publish(
+                AuditEntry(entry_id, now, guild_id, user_id, server, action, arguments, outcome, how, now)
+            )
 
     # shutdown
 
@@ -318,6 +375,8 @@ class WingbeatBot(commands.Bot):
             return
         self._closing = True
         steps: list[tuple[str, Any]] = [
+            ("audit pruner", self._audit_pruner),
+            ("audit feed", self._audit_feed),
             ("server catalog", self._catalog),
             ("console relay", self._relay),
             ("wings connections", self._manager),

@@ -21,6 +21,26 @@ def _role_ids(member: discord.Member) -> list[int]:
     return list(member._roles)
 
 
+def interaction_member(interaction: discord.Interaction) -> Member | None:
+    """The access facts of the member behind an interaction (None outside a guild)."""
+    user = interaction.user
+    if interaction.guild_id is None or not isinstance(user, discord.Member):
+        return None
+    return Member(
+        interaction.guild_id, user.id, frozenset(_role_ids(user)), interaction.permissions.administrator
+    )
+
+
+def message_member(message: discord.Message) -> Member | None:
+    """The access facts of a guild message's author (None for DMs, webhooks and departed members)."""
+    author = message.author
+    if message.guild is None or message.webhook_id is not None or not isinstance(author, discord.Member):
+        return None
+    return Member(
+        message.guild.id, author.id, frozenset(_role_ids(author)), author.guild_permissions.administrator
+    )
+
+
 def member_is_admin(member: discord.Member, *, administrator: bool, admin_role_ids: Collection[int]) -> bool:
     """True when `member` holds the Administrator permission or an admin role."""
     return is_admin(administrator=administrator, role_ids=_role_ids(member), admin_role_ids=admin_role_ids)
@@ -49,14 +69,9 @@ def check_interaction(
     interaction: discord.Interaction, command: str, admin_role_ids: Collection[int]
 ) -> Verdict:
     """May this interaction run `command` (its qualified name)? DMs are always refused."""
-    if interaction.guild_id is None or not isinstance(interaction.user, discord.Member):
+    member = interaction_member(interaction)
+    if member is None:
         return Verdict(False, DM_REFUSAL)
-    member = Member(
-        interaction.guild_id,
-        interaction.user.id,
-        frozenset(_role_ids(interaction.user)),
-        interaction.permissions.administrator,
-    )
     return decide(
         member,
         required_capability(command),

@@ -15,7 +15,7 @@ from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.errors import PanelError
 from bot.panel.models import Server
 from bot.relay.service import LinkHealth
-from bot.store import Link
+from bot.store import How, Link
 from bot.tree import Refusal
 from bot.wings.connection import ActionRefused, WingsError
 from cogs._common import ago, audited, defer, label, reply, resolve, server_autocomplete
@@ -224,6 +224,7 @@ class ConsoleCog(commands.Cog):
             action="console input",
             arguments=command,
             outcome=outcome,
+            how=How.CONSOLE_INPUT,
         )
         with contextlib.suppress(discord.HTTPException):
             await message.add_reaction(icon)
