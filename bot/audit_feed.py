@@ -1,22 +1,25 @@
 """The audit channel: every audited action of a guild also posted there as one line, without pinging anyone.
 
 Publishing never waits: entries go into a bounded queue that one sender task drains, taking a slot of the
-shared Discord request budget for each message and putting as many queued lines in one message as fit. When
-the queue is full the entry is not posted (it is in the store all the same); the count of such entries is said
-in the guild's next post.
+shared Discord request budget for each message. What is queued for a channel goes out as one message: its
+lines, or, when they do not fit, a short summary with all of them attached as a text file, so a burst costs one
+request per channel rather than one per line (Discord allows a channel about one message a second). When the
+queue is full the entry is not posted (it is in the store all the same); the count of such entries is said in
+the guild's next post.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 
 import discord
 
-from bot.audit_text import audit_line
+from bot.audit_text import audit_line, audit_plain
 from bot.relay.budget import RequestBudget
 from bot.store import AuditEntry, Store
 
@@ -125,6 +128,8 @@ class AuditFeed:
     async def _post(self, entries: list[AuditEntry]) -> None:
         names = self._server_names()
         by_channel: dict[int, list[str]] = {}
+        plain: dict[int, list[str]] = {}
+        counts: dict[int, int] = {}
         for entry in entries:
             assert entry.guild_id is not None  # publish() lets only guild entries in
             channel_id = self._channels.get(entry.guild_id)
@@ -133,23 +138,35 @@ class AuditFeed:
             lines = by_channel.setdefault(channel_id, [])
             dropped = self._dropped.pop(entry.guild_id, 0)
             if dropped:
-                lines.append(
+                notice = (
                     f"⚠️ {dropped} audited action{'s were' if dropped != 1 else ' was'} not posted here "
                     "(too many at once); /audit show lists them all."
                 )
+                lines.append(notice)
+                plain.setdefault(channel_id, []).append(notice)
             lines.append(audit_line(entry, server_names=names, since=self._since))
+            counts[channel_id] = counts.get(channel_id, 0) + 1
+            plain.setdefault(channel_id, []).append(audit_plain(entry, server_names=names, since=self._since))
         for channel_id, lines in by_channel.items():
-            for text in pack(lines):
-                await self._send(channel_id, text)
+            messages = pack(lines)
+            if len(messages) == 1:
+                await self._send(channel_id, messages[0])
+                continue
+            summary = f"{counts[channel_id]} audited actions at once; they are attached."
+            if not await self._send(channel_id, summary, "\n".join(plain[channel_id]) + "\n"):
+                for text in messages:  # most likely no Attach Files: the lines, then, one message at a time
+                    await self._send(channel_id, text)
 
-    async def _send(self, channel_id: int, text: str) -> None:
+    async def _send(self, channel_id: int, text: str, file_text: str | None = None) -> bool:
         await self._budget.acquire()
         channel = self._client.get_partial_messageable(channel_id)
+        files = [] if file_text is None else [discord.File(io.BytesIO(file_text.encode()), "audit.txt")]
         try:
-            await channel.send(text, allowed_mentions=discord.AllowedMentions.none())
+            await channel.send(text, files=files, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             # Kept, not unset: an admin fixing the channel's permissions should not have to set it again.
             self.last_error = f"could not post to the audit channel {channel_id}: {exc.status} {exc.text}"
             log.warning("%s", self.last_error)
-            return
+            return False
         self.posted += 1
+        return True
