@@ -147,23 +147,23 @@ async def test_the_pruner_keeps_its_last_error_until_a_pass_succeeds() -> None:
             raise result
         return result
 
-    gate = asyncio.Event()
+    sleeping, gate = asyncio.Event(), asyncio.Event()
 
-    async def sleep(seconds: float) -> None:
+    async def sleep(seconds: float) -> None:  # each pass ends here: the test looks, then lets the next run
+        sleeping.set()
         await gate.wait()
         gate.clear()
 
     pruner = AuditPruner(prune, 1, sleep=sleep)
     pruner.start()
     async with asyncio.timeout(5):
-        while pruner.last_error is None:
-            await asyncio.sleep(0)
+        await sleeping.wait()
     assert pruner.last_error == "OSError: database is locked" and pruner.runs == 0
+    sleeping.clear()
     gate.set()
     async with asyncio.timeout(5):
-        while pruner.runs == 0:
-            await asyncio.sleep(0)
-    assert pruner.last_error is None
+        await sleeping.wait()
+    assert pruner.last_error is None and pruner.runs == 1
     await pruner.close()
 
 

@@ -236,7 +236,9 @@ async def test_a_flood_of_actions_is_posted_in_few_messages_and_overflow_is_said
     await rig.fake.wait_for(lambda: feed.posted == 1, 5, "the first audit post")
     now = datetime.now(UTC)
     for i in range(600):  # synchronously: more than the queue holds before the sender runs once
-        feed.publish(AuditEntry(i, now, GUILD, USER, SURVIVAL, "command", f"say {i}", "sent", How.COMMAND, now))
+        feed.publish(
+            AuditEntry(i, now, GUILD, USER, SURVIVAL, "command", f"say {i}", "sent", How.COMMAND, now)
+        )
     assert feed.dropped == 100
     await rig.bot.audit(
         guild_id=GUILD, user_id=ADMIN, server=SURVIVAL, action="power", arguments="start", outcome="done"
