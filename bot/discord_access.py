@@ -1,18 +1,46 @@
-"""The Discord-facing side of SPEC §5: read a member's admin standing from Discord objects, ask `bot.access`.
+"""The Discord-facing side of access: read a member's facts from Discord objects, ask `bot.access`.
 
-Everything is read from the data that came with the interaction or message itself (the member's own role
-IDs and the permissions Discord computed for it), never from a member cache that could be stale or empty.
+Everything is read from the data that came with the interaction or message itself (the member's own role IDs
+and the permissions Discord computed for it), never from a member cache that could be stale or empty. The
+guild's grants come from the bot's grant book, in memory: a check costs no store query.
+
+`check_action` is the one check for everything that acts on a server: slash commands (through the tree),
+buttons, selects and modals (boards), and console input (`check_console_input`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import discord
 
-from bot.access import Member, Verdict, decide, is_admin, required_capability
+from bot.access import (
+    Capability,
+    Member,
+    ServerScope,
+    Verdict,
+    autocomplete_capabilities,
+    decide,
+    is_admin,
+    required_capability,
+    servers_for,
+)
+from bot.grants import GrantBook
+from bot.panel.models import Server
+from bot.settings import Settings
 
 DM_REFUSAL = "Wingbeat's commands work in servers only, not in direct messages."
+
+
+class AccessHost(Protocol):
+    """What the check needs from the bot: its settings (admin roles) and the grant book."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def grant_book(self) -> GrantBook: ...
 
 
 def _role_ids(member: discord.Member) -> list[int]:
@@ -48,27 +76,162 @@ def member_is_admin(member: discord.Member, *, administrator: bool, admin_role_i
 
 def interaction_is_admin(interaction: discord.Interaction, admin_role_ids: Collection[int]) -> bool:
     """Admin standing from the interaction's own member data (False outside a guild)."""
-    member = interaction.user
-    if interaction.guild_id is None or not isinstance(member, discord.Member):
-        return False
-    return member_is_admin(
-        member, administrator=interaction.permissions.administrator, admin_role_ids=admin_role_ids
+    member = interaction_member(interaction)
+    return member is not None and is_admin(
+        administrator=member.administrator, role_ids=member.role_ids, admin_role_ids=admin_role_ids
     )
 
 
 def message_author_is_admin(message: discord.Message, admin_role_ids: Collection[int]) -> bool:
     """Admin standing of a guild message's author (False for DMs, webhooks and departed members)."""
-    author = message.author
-    if message.guild is None or message.webhook_id is not None or not isinstance(author, discord.Member):
-        return False
-    administrator = author.guild_permissions.administrator
-    return member_is_admin(author, administrator=administrator, admin_role_ids=admin_role_ids)
+    member = message_member(message)
+    return member is not None and is_admin(
+        administrator=member.administrator, role_ids=member.role_ids, admin_role_ids=admin_role_ids
+    )
+
+
+# -- the one check -------------------------------------------------------------------------------------------
+
+
+def server_label(server: Server) -> str:
+    """`**Name** (`identifier`)`, the name's markdown escaped: how a refusal names a server."""
+    return f"**{discord.utils.escape_markdown(server.name)}** (`{server.identifier}`)"
+
+
+def _server_parts(server: Server | str | None) -> tuple[str | None, str | None]:
+    if isinstance(server, Server):
+        return server.identifier, server_label(server)
+    return server, None
+
+
+def _host(client: discord.Client) -> AccessHost:
+    return cast(AccessHost, client)
+
+
+def decide_for(
+    host: AccessHost,
+    member: Member,
+    capability: Capability,
+    server: Server | str | None,
+    command: str | None = None,
+    *,
+    what: str = "that",
+) -> Verdict:
+    """`bot.access.decide` with the host's grants and admin roles; `server` may be a Server (named in refusals)."""
+    identifier, label = _server_parts(server)
+    return decide(
+        member,
+        capability,
+        identifier,
+        grants=host.grant_book.grants(member.guild_id),
+        admin_role_ids=host.settings.admin_role_ids,
+        command=command,
+        what=what,
+        server_label=label,
+    )
+
+
+def check_action(
+    interaction: discord.Interaction,
+    capability: Capability,
+    server: Server | str | None,
+    command: str | None = None,
+    *,
+    what: str = "that",
+) -> Verdict:
+    """May the member behind `interaction` use `capability` on `server` (None: no one server)?
+
+    `command` is a console command exactly as it will be sent (for `control.console`); `what` names the action
+    in the refusal ("/power stop", "the Restart button"). Outside a guild the answer is always no.
+    """
+    member = interaction_member(interaction)
+    if member is None:
+        return Verdict(False, DM_REFUSAL)
+    return decide_for(_host(interaction.client), member, capability, server, command, what=what)
+
+
+def check_console_input(
+    host: AccessHost, message: discord.Message, server: str, command: str
+) -> Verdict | None:
+    """May this message's author send `command` to `server` as console input?
+
+    None when the author holds no `control.console` on that server at all: their message is conversation, not
+    a command, and is left alone. A Verdict otherwise (a refusal names the allowed patterns).
+    """
+    member = message_member(message)
+    if member is None:
+        return None
+    if not decide_for(host, member, Capability.CONSOLE, server).allowed:
+        return None
+    return decide_for(host, member, Capability.CONSOLE, server, command, what="console input")
+
+
+def allowed_servers(interaction: discord.Interaction, capabilities: Collection[Capability]) -> ServerScope:
+    """The servers the member behind `interaction` may pick where one of `capabilities` is needed."""
+    member = interaction_member(interaction)
+    if member is None:
+        return ServerScope()
+    host = _host(interaction.client)
+    return servers_for(
+        member,
+        capabilities,
+        grants=host.grant_book.grants(member.guild_id),
+        admin_role_ids=host.settings.admin_role_ids,
+    )
+
+
+# -- reading a slash command's options ---------------------------------------------------------------------
+
+
+def leaf_options(data: Mapping[str, Any] | None, *, focused: bool = True) -> dict[str, Any]:
+    """A command interaction's own option values by name, below any subcommand (group).
+
+    `focused=False` leaves out the option an autocomplete is for: its value is partial text, not a choice.
+    """
+    options: Sequence[Mapping[str, Any]] = (data or {}).get("options") or []
+    while len(options) == 1 and "options" in options[0] and "value" not in options[0]:
+        options = options[0]["options"] or []
+    return {
+        str(o["name"]): o.get("value")
+        for o in options
+        if "name" in o and "options" not in o and (focused or not o.get("focused"))
+    }
+
+
+def command_key(name: str, options: Mapping[str, Any]) -> str:
+    """The access table's key for a command: `/power` with its action ("power stop"), others by name."""
+    if name == "power" and isinstance(options.get("action"), str):
+        return f"power {options['action']}"
+    return name
+
+
+def capability_of(name: str, options: Mapping[str, Any]) -> Capability:
+    """What invoking command `name` with these options needs."""
+    return required_capability(command_key(name, options))
+
+
+def autocomplete_scope(interaction: discord.Interaction) -> ServerScope:
+    """The servers to offer while a member types the `server` option of the command being invoked."""
+    command = interaction.command
+    if command is None:
+        return ServerScope()
+    options = leaf_options(cast(Mapping[str, Any], interaction.data), focused=False)
+    key = command_key(command.qualified_name, options)
+    return allowed_servers(interaction, autocomplete_capabilities(key))
+
+
+def filter_servers(servers: Iterable[Server], scope: ServerScope) -> list[Server]:
+    """The servers in `scope`, in the given order."""
+    return [server for server in servers if server.identifier in scope]
 
 
 def check_interaction(
     interaction: discord.Interaction, command: str, admin_role_ids: Collection[int]
 ) -> Verdict:
-    """May this interaction run `command` (its qualified name)? DMs are always refused."""
+    """May this interaction run `command` (its qualified name), judged without grants? DMs are always refused.
+
+    Kept for callers that predate grants; `check_action` is the check that reads them.
+    """
     member = interaction_member(interaction)
     if member is None:
         return Verdict(False, DM_REFUSAL)
