@@ -348,7 +348,7 @@ def command_matches(pattern: str, command: str) -> bool:
 
     Every other character is literal (no `?` or `[...]`), and nothing in the command is special either: with
     `say *`, `say hi; stop` is allowed, because `;` separates nothing on most game consoles (one `send command`
-    is one console line). The command is compared exactly as it will be sent: the bot trims nothing, so a leading
+    is one console line; Source-engine consoles are the exception the README warns about). The command is compared exactly as it will be sent: the bot trims nothing, so a leading
     space is part of the text (` stop` matches neither `stop` nor `say *`). Matching is greedy left to right,
     which is exact for a `*`-only glob: one scan of the command per literal piece, no backtracking.
     """
