@@ -27,6 +27,7 @@ from bot.audit_feed import AuditFeed
 from bot.audit_prune import AuditPruner
 from bot.catalog import ServerCatalog
 from bot.grants import GrantBook
+from bot.heartbeat import Heartbeat, heartbeat_path
 from bot.panel.client import PanelClient
 from bot.panel.models import Server
 from bot.relay.discord_poster import DiscordPoster
@@ -94,6 +95,8 @@ class WingbeatBot(commands.Bot):
     Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
     between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`.
     """
+
+    _heartbeat: Heartbeat | None = None  # started in setup_hook; read by `wingbeat healthcheck`
 
     def __init__(
         self,
@@ -220,6 +223,7 @@ class WingbeatBot(commands.Bot):
         await self._sync_commands()
         await self._restore_links()
         self._catalog.start()
+        self._heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
 
     async def _start_access_and_audit(self) -> None:
         settings, store, catalog = self.settings, self.store, self.catalog
@@ -274,6 +278,10 @@ class WingbeatBot(commands.Bot):
             self.ready_logged = True
             links = len(self.relay.link_health()) if self._relay is not None else 0
             log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
+            print(
+                f"Wingbeat ready: {self.user} in {len(self.guilds)} guild(s), {links} console link(s)",
+                flush=True,
+            )
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
@@ -375,6 +383,7 @@ class WingbeatBot(commands.Bot):
             return
         self._closing = True
         steps: list[tuple[str, Any]] = [
+            ("heartbeat", self._heartbeat),
             ("audit pruner", self._audit_pruner),
             ("audit feed", self._audit_feed),
             ("server catalog", self._catalog),

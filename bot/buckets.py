@@ -30,6 +30,11 @@ class TokenBucket:
         tokens = self._refill(now)
         return 0.0 if tokens >= 1 else (1 - tokens) * self.period
 
+    def time_for(self, now: float, count: int) -> float:
+        """Seconds until `count` tokens will have been available, spending each as it comes (0 if now)."""
+        tokens = self._refill(now)
+        return max(0.0, (count - tokens) * self.period)
+
     def take(self, now: float) -> None:
         """Spend one token (the balance may go below zero: a debt later takes wait off)."""
         self._tokens = self._refill(now) - 1

@@ -5,28 +5,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from bot.panel.backoff import Backoff
 from bot.panel.client import PanelClient
-from bot.panel.errors import PanelError
+from bot.panel.errors import PanelBusy, PanelError, PanelRateLimited
 from bot.panel.models import Server
+from bot.panel.pacing import Priority
 
 log = logging.getLogger(__name__)
 
 
 class ServerCatalog:
-    """The panel's server list, cached for autocomplete and name lookups and refreshed in the background."""
+    """The panel's server list, cached for autocomplete and name lookups and refreshed in the background.
+
+    The background refresh never stops: a failure is noted in `last_error` (shown by /health), logged (a panel
+    error once per change, anything else with its traceback) and retried with backoff, about `retry_first`
+    seconds doubling to `retry_cap`; after a success it waits `refresh_every` again.
+    """
 
     def __init__(
-        self, panel: PanelClient, *, refresh_every: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        panel: PanelClient,
+        *,
+        refresh_every: float = 60.0,
+        retry_first: float = 1.0,
+        retry_cap: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self._panel = panel
         self._refresh_every = refresh_every
+        self._backoff = Backoff(retry_first, retry_cap, rng)
         self._clock = clock
+        self._sleep = sleep
         self._servers: tuple[Server, ...] = ()
         self._fetched_at: float | None = None
-        self._inflight: asyncio.Task[tuple[Server, ...]] | None = None
+        # One shared fetch per priority: an admin's lookup must not ride on a view that may be refused.
+        self._inflight: dict[Priority, asyncio.Task[tuple[Server, ...]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
@@ -36,28 +55,31 @@ class ServerCatalog:
         return self._servers
 
     def age(self) -> float | None:
+        """Seconds since the last successful refresh (None before the first)."""
         return None if self._fetched_at is None else self._clock() - self._fetched_at
 
-    async def refresh(self) -> tuple[Server, ...]:
-        """Fetch the list now; concurrent callers share one request. Raises PanelError."""
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.create_task(self._fetch(), name="catalog-refresh")
+    async def refresh(self, *, priority: Priority = Priority.VIEW) -> tuple[Server, ...]:
+        """Fetch the list now; concurrent callers of one priority share one fetch. Raises PanelError."""
+        task = self._inflight.get(priority)
+        if task is None or task.done():
+            task = asyncio.create_task(self._fetch(priority), name="catalog-refresh")
             # Retrieved here too, so a refresh whose callers all went away never warns "never retrieved".
-            self._inflight.add_done_callback(lambda t: t.cancelled() or t.exception())
-        return await asyncio.shield(self._inflight)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._inflight[priority] = task
+        return await asyncio.shield(task)
 
-    async def _fetch(self) -> tuple[Server, ...]:
-        servers = tuple(await self._panel.list_servers())
+    async def _fetch(self, priority: Priority) -> tuple[Server, ...]:
+        servers = tuple(await self._panel.list_servers(priority=priority))
         self._servers = servers
         self._fetched_at = self._clock()
         self.last_error = None
         return servers
 
-    async def get(self, max_age: float) -> tuple[Server, ...]:
+    async def get(self, max_age: float, *, priority: Priority = Priority.VIEW) -> tuple[Server, ...]:
         """The list, refreshed first when it is older than `max_age` seconds (or was never fetched)."""
         age = self.age()
         if age is None or age > max_age:
-            return await self.refresh()
+            return await self.refresh(priority=priority)
         return self._servers
 
     async def cached(self, wait: float) -> tuple[Server, ...]:
@@ -69,22 +91,40 @@ class ServerCatalog:
         return self._servers
 
     def start(self) -> None:
+        """Start the background refresh (once)."""
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._loop(), name="catalog-loop")
 
     async def _loop(self) -> None:
         while True:
-            try:
-                await self.refresh()
-            except PanelError as exc:
-                if self.last_error != str(exc):  # say it once, not every minute
-                    log.warning("cannot list the panel's servers: %s", exc)
-                self.last_error = str(exc)
-            await asyncio.sleep(self._refresh_every)
+            await self._sleep(await self._refresh_once())
+
+    async def _refresh_once(self) -> float:
+        """One background refresh; returns how long to wait before the next."""
+        try:
+            await self.refresh()
+        except PanelError as exc:
+            if self.last_error != str(exc):  # say it once, not at every retry
+                log.warning("cannot list the panel's servers: %s", exc)
+            self.last_error = str(exc)
+            wait = self._backoff.next()
+            if isinstance(exc, PanelRateLimited | PanelBusy):
+                wait = max(wait, exc.retry_after)
+            return wait
+        except Exception as exc:
+            log.exception("the server list refresh failed unexpectedly; retrying")
+            self.last_error = (
+                f"the server list refresh failed unexpectedly ({type(exc).__name__}; see the log)"
+            )
+            return self._backoff.next()
+        self._backoff.reset()
+        return self._refresh_every
 
     async def close(self) -> None:
-        tasks = [t for t in (self._loop_task, self._inflight) if t is not None]
+        """Stop the background refresh and any fetch in flight."""
+        tasks = [t for t in (self._loop_task, *self._inflight.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = self._inflight = None
+        self._loop_task = None
+        self._inflight.clear()

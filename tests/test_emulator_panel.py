@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -355,3 +356,39 @@ async def test_account(emu: Emulator, http: aiohttp.ClientSession) -> None:
         "language",
     }
     assert decode_unverified(emu.mint_token(emu.add_server("x")))["user_uuid"] == emu.user_uuid
+
+
+async def test_garbage_injection(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    srv = emu.add_server("mc", state="running")
+    ws_path = f"/api/client/servers/{srv.identifier}/websocket"
+    emu.panel_garbage["list"] = "half-json"
+    async with http.get("/api/client") as resp:
+        text = await resp.text()
+    assert resp.status == 200 and text.startswith('{"object"')
+    with pytest.raises(ValueError):
+        json.loads(text)
+    emu.panel_garbage["list"] = "challenge"  # a proxy's page: no panel headers, not counted by its limiter
+    hits = emu.rate.hits
+    status, body, headers = await get(http, "/api/client")
+    assert status == 403 and "Just a moment" in body and "X-RateLimit-Limit" not in headers
+    assert emu.rate.hits == hits
+    emu.panel_garbage["list"] = "pages-text"
+    status, body, _ = await get(http, "/api/client")
+    assert status == 200 and body["meta"]["pagination"]["total_pages"] == "lots"
+    del emu.panel_garbage["list"]
+    assert (await get(http, "/api/client"))[1]["meta"]["pagination"]["total_pages"] == 1
+    emu.panel_garbage["websocket"] = "no-token"
+    status, body, _ = await get(http, ws_path)
+    assert status == 200 and set(body["data"]) == {"socket"}
+    emu.panel_garbage["resources"] = "nan"
+    async with http.get(f"/api/client/servers/{srv.identifier}/resources") as resp:
+        assert '"memory_bytes": NaN' in await resp.text()
+    emu.panel_garbage["resources"] = "strings"
+    status, body, _ = await get(http, f"/api/client/servers/{srv.identifier}/resources")
+    assert isinstance(body["attributes"]["resources"]["uptime"], str)
+    emu.panel_garbage["server"] = "no-attributes"
+    status, body, _ = await get(http, f"/api/client/servers/{srv.identifier}")
+    assert status == 200 and "attributes" not in body and "meta" in body
+    # errors are left alone: only answers that would have succeeded are garbled
+    status, body, _ = await get(http, "/api/client/servers/deadbeef")
+    assert status == 404 and body["errors"][0]["code"] == "NotFoundHttpException"

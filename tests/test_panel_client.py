@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -11,6 +12,7 @@ from bot.panel.client import PanelClient
 from bot.panel.errors import (
     ConflictKind,
     PanelAuthError,
+    PanelBadAnswer,
     PanelConflict,
     PanelError,
     PanelForbidden,
@@ -19,7 +21,9 @@ from bot.panel.errors import (
     PanelServerError,
     PanelUnavailable,
     PanelValidationError,
+    error_for_status,
 )
+from bot.panel.models import WebsocketCredentials
 from bot.panel.pacing import RequestPacer
 from tests.fakes.emulator import Emulator
 
@@ -181,11 +185,21 @@ async def test_429_gives_up_after_bounded_retries(emu: Emulator) -> None:
 
 async def test_429_longer_than_allowed_wait_is_raised_at_once(emu: Emulator) -> None:
     srv = emu.add_server("Survival")
-    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=120)
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=50)
     async with PanelClient(emu.panel_url, emu.api_key, max_retry_wait=5) as panel:
         with pytest.raises(PanelRateLimited) as info:
             await panel.get_server(srv.identifier)
-    assert info.value.retry_after == 120
+    assert info.value.retry_after == 50
+
+
+async def test_a_garbage_retry_after_blocks_for_at_most_a_window(emu: Emulator) -> None:
+    srv = emu.add_server("Survival")
+    emu.fail_next("GET", f"/servers/{srv.identifier}", 429, retry_after=10**9)
+    async with PanelClient(emu.panel_url, emu.api_key, max_retry_wait=5) as panel:
+        with pytest.raises(PanelRateLimited) as info:
+            await panel.get_server(srv.identifier)
+        assert info.value.retry_after == 60
+        assert panel.pacer.delay(time.monotonic()) <= 60
 
 
 async def test_real_rate_limiter_window(emu: Emulator) -> None:
@@ -212,7 +226,7 @@ async def test_unreachable_panel() -> None:
     async with PanelClient("http://127.0.0.1:9", "ptlc_x", timeout=1.0) as panel:
         with pytest.raises(PanelUnavailable) as info:
             await panel.account()
-    assert "could not be reached" in str(info.value)
+    assert "could not be reached" in str(info.value) and "127.0.0.1" not in str(info.value)
 
 
 async def test_html_answer_is_a_clear_error(emu: Emulator) -> None:
@@ -223,22 +237,99 @@ async def test_html_answer_is_a_clear_error(emu: Emulator) -> None:
     assert info.value.status == 404 or "not JSON" in str(info.value)
 
 
-def test_pacer_bursts_then_spreads() -> None:
-    pacer = RequestPacer(per_minute=60, burst=3)
-    waits = [pacer.reserve(100.0) for _ in range(5)]
-    assert waits[:3] == [0, 0, 0]
-    assert waits[3] == pytest.approx(1.0) and waits[4] == pytest.approx(2.0)
+# -- garbage in --------------------------------------------------------------------------------------------
+
+CALLS: dict[str, Callable[[PanelClient, str], Awaitable[object]]] = {
+    "list": lambda panel, ident: panel.list_servers(),
+    "server": lambda panel, ident: panel.get_server(ident),
+    "websocket": lambda panel, ident: panel.websocket_credentials(ident),
+    "resources": lambda panel, ident: panel.resources(ident),
+    "account": lambda panel, ident: panel.account(),
+    "power": lambda panel, ident: panel.send_power(ident, "kill"),
+    "command": lambda panel, ident: panel.send_command(ident, "say hi"),
+}
+PROXY_KINDS = ["html", "challenge", "proxy-401", "proxy-403", "proxy-404", "proxy-502"]
+SHAPE_KINDS = ["half-json", "empty", "null", "array", "types", "deep"]
+# Further wrong shapes that matter for each call (they touch the fields it reads).
+MORE_KINDS = {
+    "list": ["no-data", "no-attributes", "strings", "nan", "infinity", "huge", "negative", "pages-text"],
+    "server": ["no-attributes", "nan"],
+    "websocket": ["no-data", "no-token", "no-socket", "bad-socket"],
+    "resources": ["no-attributes", "strings", "nan", "infinity", "huge", "negative"],
+    "account": ["no-attributes", "strings", "nan", "huge", "negative"],
+}
+CASES = [(call, kind) for call in CALLS for kind in PROXY_KINDS] + [
+    (call, kind) for call in MORE_KINDS for kind in SHAPE_KINDS + MORE_KINDS[call]
+]
 
 
-def test_pacer_slows_down_when_panel_budget_runs_low() -> None:
-    pacer = RequestPacer(per_minute=6000, burst=100, low_water=30)
-    assert pacer.reserve(0.0) == 0
-    pacer.observe(limit="720", remaining="10")
-    assert pacer.reserve(0.0) >= 3.0  # 10 left in the window: about one every 3 s
+@pytest.mark.parametrize(("call", "kind"), CASES)
+async def test_garbage_is_a_panel_error(
+    emu: Emulator, client: PanelClient, call: str, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = emu.add_server("Survival", state="running")
+    emu.panel_garbage[call] = kind
+    with caplog.at_level(logging.WARNING, logger="bot.panel.client"), pytest.raises(PanelBadAnswer) as info:
+        await CALLS[call](client, srv.identifier)
+    error = info.value
+    assert isinstance(error, PanelUnavailable)  # retried like an outage, never a verdict on key or server
+    assert emu.panel_url not in str(error) and "127.0.0.1" not in str(error)
+    assert str(error).endswith("try again shortly.")
+    assert emu.panel_url in caplog.text  # the address goes to the log, for the operator
+    assert srv.state == "running"  # a proxy's page in the panel's place: the action never happened
 
 
-def test_pacer_blocks_after_429() -> None:
-    pacer = RequestPacer()
-    pacer.block(10.0, 5.0)
-    assert pacer.reserve(11.0) == pytest.approx(4.0)
-    assert pacer.reserve(16.0) == 0
+async def test_unused_odd_fields_and_pagination_quirks_are_tolerated(
+    emu: Emulator, client: PanelClient
+) -> None:
+    for i in range(3):
+        emu.add_server(f"srv{i}")
+    emu.panel_garbage["list"] = "pages-null"  # no page count: one page
+    assert len(await client.list_servers()) == 3
+    emu.panel_garbage["server"] = "strings"  # numbers Wingbeat does not read (limits, ports) as strings
+    assert (await client.get_server(emu.servers()[0].identifier)).server.name == "srv0"
+    emu.panel_garbage["list"] = (
+        "pages-endless"  # a billion pages claimed: paging stops at the first empty one
+    )
+    servers = await client.list_servers(per_page=2)
+    assert [s.name for s in servers] == ["srv0", "srv1", "srv2"]
+    assert sum(1 for r in emu.requests if r.path == "/api/client") == 1 + 3
+
+
+async def test_a_good_answer_after_garbage_is_read_normally(emu: Emulator, client: PanelClient) -> None:
+    srv = emu.add_server("Survival", state="running")
+    emu.panel_garbage["websocket"] = "no-token"
+    with pytest.raises(PanelBadAnswer) as info:
+        await client.websocket_credentials(srv.identifier)
+    assert "token" in info.value.detail
+    del emu.panel_garbage["websocket"]
+    assert (await client.websocket_credentials(srv.identifier)).socket.startswith("ws://")
+
+
+def test_detail_of_a_bad_token_never_quotes_it() -> None:
+    secret = "eyJhbGciOi.secret part"
+    with pytest.raises(PanelBadAnswer) as info:
+        WebsocketCredentials.from_answer({"data": {"token": secret, "socket": "wss://node:8080/ws"}})
+    assert "secret" not in info.value.detail and "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, {"message": "Unauthenticated."}),  # Laravel's default shape, not the panel's
+        (403, {"errors": []}),
+        (404, ["not", "an", "object"]),
+        (404, None),
+    ],
+)
+def test_error_status_without_the_panels_error_format_is_unavailability(status: int, body: object) -> None:
+    error = error_for_status(status, body)
+    assert isinstance(error, PanelBadAnswer) and error.status == status
+    assert f"HTTP {status}" in str(error) and "try again" in str(error)
+
+
+def test_panel_errors_keep_their_meaning() -> None:
+    body = {"errors": [{"code": "AuthenticationException", "status": "401", "detail": "Unauthenticated."}]}
+    assert isinstance(error_for_status(401, body), PanelAuthError)
+    html_429 = error_for_status(429, None, retry_after=3)  # any proxy's 429 means the same
+    assert isinstance(html_429, PanelRateLimited) and html_429.retry_after == 3

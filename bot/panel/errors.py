@@ -1,6 +1,21 @@
 """Typed panel errors, each with one sentence a user can act on.
 
-`str(error)` is that sentence; `detail` keeps the panel's own text for logs. Neither ever holds the API key.
+    PanelError                    any failure talking to the panel's Client API
+    ├── PanelUnavailable          unreachable, timed out: retry later
+    │   └── PanelBadAnswer        an answer that is not the Client API's (HTML, a proxy's page, a wrong shape)
+    ├── PanelAuthError            401: the key is wrong or revoked
+    ├── PanelForbidden            403: the key's user lacks a permission
+    ├── PanelNotFound             404: no such server, or the user cannot see it
+    ├── PanelConflict             409 (and 502 "must be online"): the server's state forbids it
+    ├── PanelValidationError      400/422: the request's content was refused
+    ├── PanelRateLimited          429 that outlasted the client's retries
+    ├── PanelBusy                 a view refused before sending: Wingbeat's share of the budget is spent
+    └── PanelServerError          5xx: the panel failed, or could not reach the node behind it
+
+`str(error)` is that sentence; `detail` keeps the panel's own text for logs. Neither ever holds the API key,
+and no sentence carries the panel's address (people who are not admins read them): that goes in logs only.
+Only a body in the panel's own error format (`{"errors": [...]}`) is taken as the panel's verdict; anything
+else at an error status came from something in front of it and is a `PanelBadAnswer`.
 """
 
 from __future__ import annotations
@@ -37,7 +52,23 @@ class PanelError(WingbeatError):
 
 
 class PanelUnavailable(PanelError):
-    """The panel could not be reached, or did not answer in time."""
+    """The panel could not be reached, or did not answer in time: worth retrying later."""
+
+
+BAD_ANSWER = (
+    "The panel's answer could not be understood (a proxy or a challenge page may have answered in its "
+    "place); try again shortly."
+)
+
+
+class PanelBadAnswer(PanelUnavailable):
+    """The answer was not the Client API's: not JSON, the wrong shape, or an error page from a proxy.
+
+    Retried like an outage: a challenge page or a half-sent answer usually passes. `detail` says what was wrong.
+    """
+
+    def __init__(self, detail: str, *, status: int | None = None, cause: str = BAD_ANSWER) -> None:
+        super().__init__(cause, status=status, detail=detail)
 
 
 class PanelAuthError(PanelError):
@@ -69,6 +100,19 @@ class PanelRateLimited(PanelError):
 
     def __init__(self, cause: str, retry_after: float, **kw: Any) -> None:
         super().__init__(cause, **kw)
+        self.retry_after = retry_after
+
+
+class PanelBusy(PanelError):
+    """A view was refused before it was sent: the panel's request budget is spent for a while.
+
+    `retry_after` is about how long until a view would go through; views answer from what is known instead.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            "The panel's request budget is spent right now, so this was not checked; what is shown may be older."
+        )
         self.retry_after = retry_after
 
 
@@ -105,20 +149,49 @@ _CONFLICTS: tuple[tuple[str, ConflictKind, str], ...] = (
 )
 
 
+MAX_DETAIL = 300  # the panel's own text is quoted in a few sentences; a runaway one is cut
+
+
+def is_panel_error_body(body: Any) -> bool:
+    """True when `body` is in the panel's own error format: `{"errors": [{"code", "status", "detail"}…]}`."""
+    if not isinstance(body, dict):
+        return False
+    errors = body.get("errors")
+    return (
+        isinstance(errors, list)
+        and bool(errors)
+        and isinstance(errors[0], dict)
+        and isinstance(errors[0].get("detail"), str)
+    )
+
+
 def first_error(body: Any) -> tuple[str, str]:
     """The `(code, detail)` of the first entry in a panel error body, or empty strings."""
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return str(errors[0].get("code", "")), str(errors[0].get("detail", ""))
+            return str(errors[0].get("code", ""))[:MAX_DETAIL], str(errors[0].get("detail", ""))[:MAX_DETAIL]
         if isinstance(body.get("error"), str):
-            return "", str(body["error"])
+            return "", str(body["error"])[:MAX_DETAIL]
     return "", ""
 
 
 def error_for_status(status: int, body: Any, *, retry_after: float = 0.0) -> PanelError:
-    """Turn an error response into the matching typed exception."""
+    """Turn an error response into the matching typed exception.
+
+    A body that is not the panel's error format (a proxy's or a challenge page) says nothing about the key or
+    the server, so it is a `PanelBadAnswer` whatever the status, except a 429, which any proxy means alike.
+    """
     code, detail = first_error(body)
+    if status != 429 and not is_panel_error_body(body):
+        return PanelBadAnswer(
+            f"HTTP {status} without the panel's error format",
+            status=status,
+            cause=(
+                f"The panel is unavailable: something in front of it (a proxy or a challenge page) answered "
+                f"HTTP {status}; try again shortly."
+            ),
+        )
     low = detail.lower()
     kw: dict[str, Any] = {"status": status, "code": code, "detail": detail}
     if status == 401:

@@ -403,6 +403,7 @@ class Emulator:
         allowed_origins: tuple[str, ...] = (),
         read_limit: int = 4096,
         auth_timeout: float | None = None,
+        clock_offset: float = 0.0,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}")
@@ -428,14 +429,19 @@ class Emulator:
         self.read_limit = read_limit
         # Hardened, newest pterodactyl only: close sockets not authenticated in time (None = Pelican: never)
         self.auth_timeout = auth_timeout
+        # The node's clock minus the panel's (seconds): Wings judges exp, boot time and its Date headers by
+        # its own clock, while the panel stamps iat/exp by the real one. 900 makes every token expired at once.
+        self.clock_offset = clock_offset
 
         self.node_secret = secrets.token_urlsafe(48)
         self.user_id = 1
         self.user_uuid = str(uuidlib.uuid4())
-        self.boot_time = time.time()
+        self.boot_time = self.node_time()
         self.servers_by_uuid: dict[str, FakeServer] = {}
         self.requests: list[RecordedRequest] = []
         self.failures: list[Failure] = []
+        # route name -> kind of garbage the panel answers with there (tests/fakes/panel_app.py GARBAGE)
+        self.panel_garbage: dict[str, str] = {}
         self.rate = _RateWindow()
         self.resource_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self.panel_url = ""
@@ -550,7 +556,7 @@ class Emulator:
 
     async def restart_wings(self) -> None:
         """Drop every socket; tokens issued before now are denylisted (reference §2.6)."""
-        self.boot_time = time.time()
+        self.boot_time = self.node_time()
         await self.drop_sockets()
 
     async def wait_sockets_closed(self, server: FakeServer, timeout: float = 2.0) -> None:
@@ -630,12 +636,15 @@ class Emulator:
         denied = self._jti_denied.get(str(claims.get("jti")))
         return denied is not None and issued < denied
 
-    @staticmethod
-    def exp_valid(claims: dict[str, Any]) -> bool:
+    def node_time(self) -> float:
+        """Now, on the node's (Wings') clock."""
+        return time.time() + self.clock_offset
+
+    def exp_valid(self, claims: dict[str, Any]) -> bool:
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or isinstance(exp, bool):
             return False
-        return math.floor(time.time()) <= exp  # valid through the exp second
+        return math.floor(self.node_time()) <= exp  # valid through the exp second
 
     def has_permission(self, claims: dict[str, Any], perm: str) -> bool:
         """Wings `HasPermission`: `*` covers everything but admin.*; false when denylisted."""

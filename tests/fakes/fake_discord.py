@@ -623,7 +623,9 @@ class FakeDiscord:
             return data
         return {**data, "content": "", "embeds": [], "attachments": [], "components": []}
 
-    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_gateway:
+            return web.Response(status=503, text="gateway unavailable")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         conn = _GatewayConn(ws)
@@ -685,7 +687,7 @@ class FakeDiscord:
             "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
             "session_id": conn.session_id,
             "resume_gateway_url": self.gateway_url,
-            "application": {"id": str(self.application_id), "flags": 0},
+            "application": {"id": str(self.application_id), "flags": self.application_flags},
             "private_channels": [],
             "relationships": [],
         }
@@ -760,6 +762,7 @@ class FakeDiscord:
         app.router.add_get(f"{hook}/messages/{{message_id}}", self._get_webhook_message)
         app.router.add_patch(f"{hook}/messages/{{message_id}}", self._edit_webhook_message)
         app.router.add_delete(f"{hook}/messages/{{message_id}}", self._delete_webhook_message)
+        self._add_operator_routes(app)
 
     @web.middleware
     async def _middleware(
@@ -956,12 +959,12 @@ class FakeDiscord:
                 "name": self.bot_name,
                 "description": "",
                 "icon": None,
-                "bot_public": False,
+                "bot_public": self.bot_public,
                 "bot_require_code_grant": False,
                 "owner": user_payload(self.owner_user_id, "owner"),
                 "verify_key": "0" * 64,
                 "team": None,
-                "flags": 0,
+                "flags": self.application_flags,
                 "bot": user_payload(self.bot_user_id, self.bot_name, bot=True),
             }
         )
@@ -1236,6 +1239,50 @@ class FakeDiscord:
         else:
             inter.webhook_messages.pop(int(obj["id"]), None)
         return _no_content()
+
+    # -- the application and the bot's guilds, as `wingbeat check` and health checks read them --------------
+
+    # Application settings from the developer portal (GET /oauth2/applications/@me): the "Public Bot" switch,
+    # and flags such as GATEWAY_MESSAGE_CONTENT (1 << 19) or its _LIMITED variant (1 << 18).
+    bot_public: bool = False
+    application_flags: int = 0
+    # True: the gateway URL answers 503 (an outage), so discord.py keeps retrying without a session.
+    refuse_gateway: bool = False
+
+    def _add_operator_routes(self, app: web.Application) -> None:
+        app.router.add_get(f"{API_PREFIX}/users/@me/guilds", self._get_my_guilds)
+
+    async def _get_my_guilds(self, request: web.Request) -> web.Response:
+        """Partial guilds the bot is in, by id, paged with `before`/`after`/`limit` (at most 200) as Discord does."""
+        query = request.query
+        try:
+            limit = int(query.get("limit", "200"))
+            before = int(query["before"]) if "before" in query else None
+            after = int(query.get("after", "0"))
+        except ValueError:
+            return _error(400)
+        if not 1 <= limit <= 200:
+            return _error(400, errors={"limit": {"_errors": [{"code": "NUMBER_TYPE_MAX"}]}})
+        ids = sorted(g for g in self.guilds if g > after and (before is None or g < before))
+        ids = ids[-limit:] if before is not None and "after" not in query else ids[:limit]
+        with_counts = query.get("with_counts", "false").lower() in ("1", "true")
+        out = []
+        for guild_id in ids:
+            guild = self.guilds[guild_id]
+            entry: dict[str, Any] = {
+                "id": str(guild.id),
+                "name": guild.name,
+                "icon": None,
+                "banner": None,
+                "owner": next(iter(guild.members), None) == self.bot_user_id,
+                "permissions": str(guild.computed_permissions(self.bot_user_id)),
+                "features": [],
+            }
+            if with_counts:
+                entry["approximate_member_count"] = len(guild.members)
+                entry["approximate_presence_count"] = 0
+            out.append(entry)
+        return _json(out)
 
 
 class _Unknown(Exception):

@@ -88,6 +88,7 @@ class FakeChannel:
     type: int = 0
     guild_id: int | None = None
     position: int = 0
+    overwrites: list[dict[str, Any]] = field(default_factory=list)  # Discord's permission_overwrites
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -95,7 +96,7 @@ class FakeChannel:
             "type": self.type,
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [],
+            "permission_overwrites": [dict(o) for o in self.overwrites],
             "parent_id": None,
             "nsfw": False,
             "topic": None,
@@ -185,6 +186,16 @@ class FakeGuild:
         data["guild_id"] = str(self.id)
         self._owner._dispatch_soon("GUILD_MEMBER_UPDATE" if existed else "GUILD_MEMBER_ADD", data)
         return member
+
+    def set_overwrite(
+        self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, member: bool = False
+    ) -> None:
+        """Sets a channel's permission overwrite for a role (or, `member=True`, a member), as Discord stores it."""
+        channel = self.channels[channel_id]
+        channel.overwrites = [o for o in channel.overwrites if int(o["id"]) != target_id]
+        entry = {"id": str(target_id), "type": 1 if member else 0, "allow": str(allow), "deny": str(deny)}
+        channel.overwrites.append(entry)
+        self._owner._dispatch_soon("CHANNEL_UPDATE", channel.payload())
 
     # derived data
 

@@ -88,6 +88,89 @@ class PanelError(Exception):
         return web.json_response({"errors": [entry]}, status=self.status, headers=self.headers)
 
 
+CHALLENGE_PAGE = (
+    '<!DOCTYPE html><html lang="en-US"><head><title>Just a moment...</title></head>'
+    "<body><noscript>Enable JavaScript and cookies to continue</noscript></body></html>"
+)
+# What a proxy or a CDN in front of the panel answers in its place (route served without the panel's logic).
+PROXY_PAGES: dict[str, tuple[int, str]] = {
+    "html": (200, "<!DOCTYPE html><html><head><title>Pterodactyl</title></head><body>Login</body></html>"),
+    "challenge": (403, CHALLENGE_PAGE),
+    "proxy-401": (401, "<html><body><h1>401 Authorization Required</h1><hr>nginx</body></html>"),
+    "proxy-403": (403, "<html><body><h1>403 Forbidden</h1><hr>nginx</body></html>"),
+    "proxy-404": (404, "<html><body><h1>404 Not Found</h1><hr>nginx</body></html>"),
+    "proxy-502": (502, "<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"),
+}
+
+
+def _walk(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """`value` with `leaf` applied to every number (not booleans) inside it."""
+    if isinstance(value, dict):
+        return {k: _walk(v, leaf) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, leaf) for v in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return leaf(value)
+    return value
+
+
+def _retype(value: Any) -> Any:
+    """`value` with every string made a number and every boolean a string."""
+    if isinstance(value, dict):
+        return {k: _retype(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_retype(v) for v in value]
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return 12345678 if isinstance(value, str) else value
+
+
+def _drop(value: Any, key: str) -> Any:
+    """`value` without `key` anywhere inside it."""
+    if isinstance(value, dict):
+        return {k: _drop(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_drop(v, key) for v in value]
+    return value
+
+
+def _set_pages(payload: Any, pages: Any) -> Any:
+    payload["meta"]["pagination"]["total_pages"] = pages
+    return payload
+
+
+# Wrong shapes of a real answer, by kind: each takes the decoded JSON and returns the text to send.
+GARBAGE: dict[str, Callable[[Any, str], str]] = {
+    "half-json": lambda payload, text: text[: len(text) // 2],
+    "empty": lambda payload, text: "",
+    "null": lambda payload, text: "null",
+    "array": lambda payload, text: json.dumps([payload]),
+    "no-data": lambda payload, text: json.dumps({k: v for k, v in payload.items() if k != "data"}),
+    "no-attributes": lambda payload, text: json.dumps(_drop(payload, "attributes")),
+    "no-token": lambda payload, text: json.dumps(_drop(payload, "token")),
+    "no-socket": lambda payload, text: json.dumps(_drop(payload, "socket")),
+    "bad-socket": lambda payload, text: json.dumps({"data": {**payload["data"], "socket": "/ws"}}),
+    "strings": lambda payload, text: json.dumps(_walk(payload, str)),
+    "types": lambda payload, text: json.dumps(_retype(payload)),
+    "nan": lambda payload, text: json.dumps(_walk(payload, lambda n: math.nan)),
+    "infinity": lambda payload, text: json.dumps(_walk(payload, lambda n: math.inf)),
+    "huge": lambda payload, text: json.dumps(_walk(payload, lambda n: 10**400)),
+    "negative": lambda payload, text: json.dumps(_walk(payload, lambda n: -1)),
+    "pages-text": lambda payload, text: json.dumps(_set_pages(payload, "lots")),
+    "pages-null": lambda payload, text: json.dumps(_set_pages(payload, None)),
+    "pages-endless": lambda payload, text: json.dumps(_set_pages(payload, 10**9)),
+    "deep": lambda payload, text: "[" * 100_000 + "]" * 100_000,
+}
+
+
+def garble(response: web.Response, kind: str) -> web.Response:
+    """The same answer made into the garbage `kind` (a key of GARBAGE), still with status 200."""
+    text = response.text or ""
+    payload = json.loads(text) if text else None
+    body = GARBAGE[kind](payload, text)
+    return web.Response(status=200, text=body, content_type="application/json")
+
+
 def _wants_json(request: web.Request) -> bool:
     accept = request.headers.get("Accept", "").lower()
     return "/json" in accept or "+json" in accept
@@ -117,6 +200,10 @@ class Panel:
             RecordedRequest(request.method, request.path, dict(request.query), dict(request.headers), body)
         )
         wants_json = _wants_json(request)
+        garbage = self.emu.panel_garbage.get(request.match_info.route.name or "")
+        if garbage in PROXY_PAGES:  # something in front of the panel answers: no auth, no rate limit
+            status, page = PROXY_PAGES[garbage]
+            return web.Response(status=status, text=page, content_type="text/html")
         try:
             injected = await self._injected(request)
             if injected is not None:
@@ -138,6 +225,8 @@ class Panel:
             response = PanelError(405, "MethodNotAllowedHttpException", "Method Not Allowed").response(
                 wants_json
             )
+        if garbage is not None and 200 <= response.status < 300 and isinstance(response, web.Response):
+            response = garble(response, garbage)
         for key, value in limit_headers.items():
             response.headers.setdefault(key, value)
         return response
@@ -164,7 +253,7 @@ class Panel:
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
         if key == self.emu.api_key:
             return
-        if key.startswith("ptla_"):
+        if key.startswith(("ptla_", "papp_")):  # an application key: Pterodactyl, Pelican
             raise PanelError(403, "AccessDeniedHttpException", APP_KEY)
         raise PanelError(401, "AuthenticationException", "Unauthenticated.")
 
@@ -468,11 +557,12 @@ def build_panel_app(emu: Emulator) -> web.Application:
     panel = Panel(emu)
     app = web.Application(middlewares=[panel.middleware])
     app[EMU_KEY] = emu
-    app.router.add_get("/api/client", panel.list_servers)
-    app.router.add_get("/api/client/account", panel.account)
-    app.router.add_get("/api/client/servers/{server}", panel.view_server)
-    app.router.add_get("/api/client/servers/{server}/websocket", panel.websocket)
-    app.router.add_get("/api/client/servers/{server}/resources", panel.resources)
-    app.router.add_post("/api/client/servers/{server}/power", panel.power)
-    app.router.add_post("/api/client/servers/{server}/command", panel.command)
+    # Route names are the keys of `Emulator.panel_garbage`.
+    app.router.add_get("/api/client", panel.list_servers, name="list")
+    app.router.add_get("/api/client/account", panel.account, name="account")
+    app.router.add_get("/api/client/servers/{server}", panel.view_server, name="server")
+    app.router.add_get("/api/client/servers/{server}/websocket", panel.websocket, name="websocket")
+    app.router.add_get("/api/client/servers/{server}/resources", panel.resources, name="resources")
+    app.router.add_post("/api/client/servers/{server}/power", panel.power, name="power")
+    app.router.add_post("/api/client/servers/{server}/command", panel.command, name="command")
     return app

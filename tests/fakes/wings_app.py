@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid as uuidlib
+from email.utils import formatdate
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -269,7 +270,7 @@ class WingsSocket:
             exp = (self.claims or {}).get("exp")
             if not isinstance(exp, int | float):
                 continue
-            remaining = int(exp) - int(time.time())
+            remaining = int(exp) - int(self.emu.node_time())
             if remaining <= 0:
                 self.send_json("token expired", [])
             elif remaining <= self.emu.expiry_window:
@@ -347,8 +348,24 @@ async def handle_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def handle_system(request: web.Request) -> web.Response:
+    """`GET /api/system` without the node token: Wings' auth middleware answers 401."""
+    return web.json_response(
+        {"error": "The required authorization heads were not present in the request."},
+        status=401,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _node_date(request: web.Request, response: web.StreamResponse) -> None:
+    # Like Go's net/http, every answer carries a Date header from the node's own clock.
+    response.headers["Date"] = formatdate(request.app[EMU_KEY].node_time(), usegmt=True)
+
+
 def build_wings_app(emu: Emulator) -> web.Application:
     app = web.Application()
     app[EMU_KEY] = emu
     app.router.add_get("/api/servers/{uuid}/ws", handle_ws)
+    app.router.add_get("/api/system", handle_system)
+    app.on_response_prepare.append(_node_date)
     return app
