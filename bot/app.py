@@ -1,39 +1,41 @@
 """The Discord side: one `commands.Bot` subclass that owns the application's resources.
 
-`setup_hook` opens the store, the panel client, the Wings connection manager and the console relay, loads the
-cogs, syncs the slash commands only when they changed, and restores the saved console links. Cogs only
-translate Discord input into calls on what hangs here.
+`setup_hook` opens the store, the panel client, the Wings connection manager and the console relay, builds the
+services cogs call (links, audit, server views, health reports, the guard), loads the cogs, syncs the slash
+commands to the allowed guilds only when they changed (bot.command_sync), and restores the saved console
+links of the allowed guilds. Cogs only translate Discord input
+into calls on what hangs here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import signal
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import discord
 import yarl
-from discord import app_commands
 from discord.ext import commands
 
+from bot.audit import Auditor
 from bot.audit_feed import AuditFeed
 from bot.audit_prune import AuditPruner
 from bot.catalog import ServerCatalog
+from bot.command_sync import SyncResult, sync_commands
 from bot.grants import GrantBook
+from bot.guard import Guard
+from bot.health_report import HealthReports
 from bot.heartbeat import Heartbeat, heartbeat_path
+from bot.links import LinkService
 from bot.panel.client import PanelClient
-from bot.panel.models import Server
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
+from bot.server_view import ServerViews
 from bot.settings import Settings
-from bot.store import AuditEntry, How, Link, Store, StoreError
+from bot.store import Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
 from bot.wings.manager import ConnectionManager
@@ -48,18 +50,6 @@ INITIAL_EXTENSIONS: tuple[str, ...] = (
     "cogs.access",
     "cogs.audit",
 )
-SYNC_META_PREFIX = "commands.synced:"
-
-
-# -- command sync --------------------------------------------------------------------------------------------
-
-
-def commands_hash(tree: app_commands.CommandTree[Any]) -> str:
-    """A stable hash of the global command payloads; equal hashes mean syncing would change nothing."""
-    payload = [command.to_dict(tree) for command in tree.get_commands()]
-    payload.sort(key=lambda c: (int(c.get("type", 1)), str(c["name"])))
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # -- Discord endpoints --------------------------------------------------------------------------------------
@@ -90,13 +80,28 @@ def _host_only(url: str) -> str:
 
 
 class WingbeatBot(commands.Bot):
-    """Holds settings and resources; cogs only translate Discord input into calls on these.
+    """Holds settings and the application's services; cogs only translate Discord input into calls on these.
 
     Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
-    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`.
+    between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`,
+    `audit_prune_every` (seconds between audit pruning passes).
     """
 
-    _heartbeat: Heartbeat | None = None  # started in setup_hook; read by `wingbeat healthcheck`
+    # Set in setup_hook, in this order; closed in the reverse order.
+    store: Store
+    auditor: Auditor
+    grant_book: GrantBook  # every allowed guild's grants, in memory for the access check
+    panel: PanelClient
+    manager: ConnectionManager
+    relay: ConsoleRelay
+    links: LinkService
+    catalog: ServerCatalog
+    views: ServerViews
+    reports: HealthReports
+    guard: Guard
+    audit_feed: AuditFeed  # every audited action also posted to its guild's audit channel
+    audit_pruner: AuditPruner
+    heartbeat: Heartbeat  # touched while the gateway and loop are alive; read by `wingbeat healthcheck`
 
     def __init__(
         self,
@@ -108,6 +113,8 @@ class WingbeatBot(commands.Bot):
         idle_close: float = 300.0,
         panel_timeout: float = 15.0,
         guild_ready_timeout: float = 2.0,
+        drain_timeout: float = 5.0,
+        flush_timeout: float = 3.0,
         audit_prune_every: float = 86400.0,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
@@ -131,69 +138,14 @@ class WingbeatBot(commands.Bot):
         self._catalog_refresh = catalog_refresh
         self._idle_close = idle_close
         self._panel_timeout = panel_timeout
-        self._extensions = tuple(extensions)
+        self._drain_timeout = drain_timeout
+        self._flush_timeout = flush_timeout
         self._audit_prune_every = audit_prune_every
-        self._store: Store | None = None
-        self._panel: PanelClient | None = None
-        self._manager: ConnectionManager | None = None
-        self._relay: ConsoleRelay | None = None
-        self._catalog: ServerCatalog | None = None
-        self._grant_book: GrantBook | None = None
-        self._audit_feed: AuditFeed | None = None
-        self._audit_pruner: AuditPruner | None = None
+        self._extensions = tuple(extensions)
+        self._resources = contextlib.AsyncExitStack()
         self._closing = False
-        self.synced_scopes: list[str] = []  # what the last start-up actually pushed to Discord
+        self.command_sync = SyncResult((), (), 0)  # what the last start-up changed on Discord's side
         self.ready_logged = False
-
-    # resources (set in setup_hook)
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            raise RuntimeError("the store is opened in setup_hook")
-        return self._store
-
-    @property
-    def panel(self) -> PanelClient:
-        if self._panel is None:
-            raise RuntimeError("the panel client is created in setup_hook")
-        return self._panel
-
-    @property
-    def manager(self) -> ConnectionManager:
-        if self._manager is None:
-            raise RuntimeError("the connection manager is created in setup_hook")
-        return self._manager
-
-    @property
-    def relay(self) -> ConsoleRelay:
-        if self._relay is None:
-            raise RuntimeError("the console relay is created in setup_hook")
-        return self._relay
-
-    @property
-    def catalog(self) -> ServerCatalog:
-        if self._catalog is None:
-            raise RuntimeError("the server catalog is created in setup_hook")
-        return self._catalog
-
-    @property
-    def grant_book(self) -> GrantBook:
-        if self._grant_book is None:
-            raise RuntimeError("the grant book is loaded in setup_hook")
-        return self._grant_book
-
-    @property
-    def audit_feed(self) -> AuditFeed:
-        if self._audit_feed is None:
-            raise RuntimeError("the audit feed is created in setup_hook")
-        return self._audit_feed
-
-    @property
-    def audit_pruner(self) -> AuditPruner:
-        if self._audit_pruner is None:
-            raise RuntimeError("the audit pruner is created in setup_hook")
-        return self._audit_pruner
 
     # start-up
 
@@ -204,79 +156,70 @@ class WingbeatBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         settings = self.settings
-        self._store = await Store.open(settings.database_url)
-        self._panel = PanelClient(settings.panel_url, settings.panel_api_key, timeout=self._panel_timeout)
-        self._manager = ConnectionManager(
-            self._panel, origin=settings.wings_origin, timing=self._timing, idle_close=self._idle_close
+        self.store = await Store.open(settings.database_url)
+        self._closes("store", self.store.close)
+        self.auditor = Auditor(self.store)
+        self.grant_book = GrantBook(self.store)
+        await self.grant_book.load(settings.guild_ids)
+        self.panel = PanelClient(settings.panel_url, settings.panel_api_key, timeout=self._panel_timeout)
+        self._closes("panel client", self.panel.close)
+        self.manager = ConnectionManager(
+            self.panel, origin=settings.wings_origin, timing=self._timing, idle_close=self._idle_close
         )
-        self._relay = ConsoleRelay(
-            self._manager,
+        self._closes("wings connections", self.manager.close)
+        self.relay = ConsoleRelay(
+            self.manager,
             DiscordPoster(self),
             mode=settings.console_color,
             min_interval=self._relay_interval,
             on_link_stopped=self._link_stopped,
         )
-        self._catalog = ServerCatalog(self._panel, refresh_every=self._catalog_refresh)
-        await self._start_access_and_audit()
+        self._closes("console relay", self.relay.close)
+        self.links = LinkService(self.store, self.relay, self.auditor)
+        self.catalog = ServerCatalog(self.panel, refresh_every=self._catalog_refresh)
+        self._closes("server catalog", self.catalog.close)
+        self.views = ServerViews(self.catalog, self.manager, self.panel)
+        self.reports = HealthReports(self.store, self.relay, self.manager, self.catalog)
+        self.guard = Guard(settings, self.auditor)
+        await self._start_audit_services()
         for name in self._extensions:
             await self.load_extension(name)
-        await self._sync_commands()
-        await self._restore_links()
-        self._catalog.start()
-        self._heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
+        self.command_sync = await sync_commands(self, self.tree, self.store, settings.guild_ids)
+        await self.links.restore(self.guard.allowed_guilds)
+        self.catalog.start()
+        self.heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
+        self._closes("heartbeat", self.heartbeat.close)
 
-    async def _start_access_and_audit(self) -> None:
-        settings, store, catalog = self.settings, self.store, self.catalog
-        self._grant_book = GrantBook(store)
-        await self._grant_book.load(settings.guild_ids)
-        self._audit_feed = AuditFeed(
+    async def _start_audit_services(self) -> None:
+        catalog = self.catalog
+        self.audit_feed = AuditFeed(
             self, self.relay.budget, server_names=lambda: {s.identifier: s.name for s in catalog.servers}
         )
-        await self._audit_feed.load(store, settings.guild_ids)
-        self._audit_feed.start()
-        self._audit_pruner = AuditPruner(
-            store.prune_audit, settings.audit_retention_days, every=self._audit_prune_every
+        await self.audit_feed.load(self.store, self.settings.guild_ids)
+        self.auditor.on_completed(self.audit_feed.on_completed)
+        self.audit_feed.start()
+        self._closes("audit feed", self.audit_feed.close)
+        self.audit_pruner = AuditPruner(
+            self.store.prune_audit, self.settings.audit_retention_days, every=self._audit_prune_every
         )
-        self._audit_pruner.start()
+        self.audit_pruner.start()
+        self._closes("audit pruner", self.audit_pruner.close)
 
-    async def _sync_commands(self) -> None:
-        digest = commands_hash(self.tree)
-        targets: list[discord.Object | None] = [discord.Object(g) for g in self.settings.guild_ids] or [None]
-        self.synced_scopes = []
-        for target in targets:
-            scope = "global" if target is None else f"guild:{target.id}"
-            if target is not None:
-                # Every start, synced or not, so the local tree mirrors what Discord has registered.
-                self.tree.copy_global_to(guild=target)
-            key = SYNC_META_PREFIX + scope
-            if await self.store.get_meta(key) == digest:
-                log.info("slash commands unchanged for %s; not syncing", scope)
-                continue
-            try:
-                synced = await self.tree.sync(guild=target)
-            except discord.HTTPException as exc:
-                log.error("could not sync slash commands to %s: %s", scope, exc)
-                continue
-            await self.store.set_meta(key, digest)
-            self.synced_scopes.append(scope)
-            log.info("synced %d slash commands to %s", len(synced), scope)
+    def _closes(self, what: str, close: Callable[[], Awaitable[None]]) -> None:
+        """Close `close`'s resource at shutdown (last opened, first closed); a failure is logged, not raised."""
 
-    async def _restore_links(self) -> None:
-        links = await self.store.links()
-        restored = 0
-        for link in links:
+        async def closing() -> None:
             try:
-                await self.relay.link(link.server_identifier, link.channel_id, server_name=link.server_name)
-                restored += 1
+                await close()
             except Exception:
-                log.exception("could not restore the link %s -> %d", link.server_identifier, link.channel_id)
-        if links:
-            log.info("restored %d of %d console link(s)", restored, len(links))
+                log.exception("error while closing the %s", what)
+
+        self._resources.push_async_callback(closing)
 
     async def on_ready(self) -> None:
         if not self.ready_logged:
             self.ready_logged = True
-            links = len(self.relay.link_health()) if self._relay is not None else 0
+            links = len(self.relay.link_health())
             log.info("ready as %s in %d guild(s), %d console link(s)", self.user, len(self.guilds), links)
             print(
                 f"Wingbeat ready: {self.user} in {len(self.guilds)} guild(s), {links} console link(s)",
@@ -286,119 +229,49 @@ class WingbeatBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
 
-    # links (the application calls cogs make)
+    async def on_app_command_completion(
+        self, interaction: discord.Interaction[WingbeatBot], command: object
+    ) -> None:
+        self.guard.end(interaction.id)  # the invocation is over (errors end in the tree's on_error)
 
-    async def add_link(self, *, guild_id: int, channel_id: int, server: Server, created_by: int) -> bool:
-        """Save and start a console link; False when that channel already mirrors that server."""
-        link = Link(guild_id, channel_id, server.identifier, server.name, created_by, datetime.now(UTC))
-        added = await self.store.add_link(link)
-        try:
-            await self.relay.link(server.identifier, channel_id, server_name=server.name)
-        except BaseException:
-            if added:
-                await self.store.remove_link(channel_id, server.identifier)
-            raise
-        return added
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        self.guard.note_guild(guild.id, guild.name)
 
-    async def remove_link(self, *, channel_id: int, server_identifier: str) -> bool:
-        """Stop and forget a console link; False when there was none."""
-        removed = await self.store.remove_link(channel_id, server_identifier)
-        relay_removed = await self.relay.unlink(server_identifier, channel_id)
-        return removed or relay_removed
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        self.guard.note_guild(guild.id, guild.name)
 
-    async def _link_stopped(self, channel_id: int, server_identifier: str, reason: str) -> None:
-        """The relay gave up on a channel (Discord answered 403/404): forget the link and say why."""
-        log.warning("console link %s -> %d stopped: %s", server_identifier, channel_id, reason)
-        saved = await self.store.links_for_server(server_identifier)
-        guild_id = next((link.guild_id for link in saved if link.channel_id == channel_id), None)
-        await self.store.remove_link(channel_id, server_identifier)
-        await self.audit(
-            guild_id=guild_id,
-            user_id=0,
-            server=server_identifier,
-            action="unlink",
-            arguments=f"channel={channel_id}",
-            outcome=f"removed by Wingbeat: {reason}",
-        )
+    # events the link service handles
+
+    async def _link_stopped(self, channel_id: int, server: str, reason: str) -> None:
+        await self.links.relay_stopped(channel_id, server, reason)
 
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
-        saved = {
-            link.server_identifier
-            for link in await self.store.links(channel.guild.id)
-            if link.channel_id == channel.id
-        }
-        for server in sorted(saved | set(self.relay.servers_for_channel(channel.id))):
-            await self._unlink_gone(channel.id, server, channel.guild.id, "the channel was deleted")
-
-    async def _unlink_gone(self, channel_id: int, server: str, guild_id: int, reason: str) -> None:
-        await self.remove_link(channel_id=channel_id, server_identifier=server)
-        await self.audit(
-            guild_id=guild_id,
-            user_id=0,
-            server=server,
-            action="unlink",
-            arguments=f"channel={channel_id}",
-            outcome=f"removed by Wingbeat: {reason}",
-        )
-
-    # audit
-
-    async def audit(
-        self,
-        *,
-        guild_id: int | None,
-        user_id: int,
-        server: str | None,
-        action: str,
-        arguments: str,
-        outcome: str,
-        how: How = How.COMMAND,
-    ) -> None:
-        """Write one audit entry and post it to the guild's audit channel; a failing store is logged only."""
-        arguments, outcome = arguments[:1000], outcome[:1000]
-        try:
-            entry_id = await self.store.audit(
-                guild_id=guild_id,
-                user_id=user_id,
-                server_identifier=server,
-                action=action,
-                arguments=arguments,
-                outcome=outcome,
-                how=how,
-            )
-        except Exception:
-            log.exception("could not write the audit entry for %s on %s", action, server)
-            entry_id = 0
-        if self._audit_feed is not None:
-            now = datetime.now(UTC)
-            self._audit_feed.publish(
-                AuditEntry(entry_id, now, guild_id, user_id, server, action, arguments, outcome, how, now)
-            )
+        await self.links.channel_deleted(channel.guild.id, channel.id)
 
     # shutdown
 
     async def close(self) -> None:
-        """Relay, connections, panel client, store, then Discord; a second call does nothing more."""
+        """Shut down in order; a second call does nothing more.
+
+        New interactions are refused from the first moment ("Wingbeat is shutting down"), actions in flight get
+        `drain_timeout` seconds to finish (their audit rows completed), the relay posts what it can within
+        `flush_timeout`, then heartbeat, catalog, relay, Wings connections, panel client and the store close
+        (the store last), and the Discord connection after them.
+        """
         if self._closing:
             return
         self._closing = True
-        steps: list[tuple[str, Any]] = [
-            ("heartbeat", self._heartbeat),
-            ("audit pruner", self._audit_pruner),
-            ("audit feed", self._audit_feed),
-            ("server catalog", self._catalog),
-            ("console relay", self._relay),
-            ("wings connections", self._manager),
-            ("panel client", self._panel),
-            ("store", self._store),
-        ]
-        for what, resource in steps:
-            if resource is None:
-                continue
-            try:
-                await resource.close()
-            except Exception:
-                log.exception("error while closing the %s", what)
+        guard: Guard | None = getattr(self, "guard", None)
+        if guard is not None:
+            left = await guard.drain(self._drain_timeout)
+            if left:
+                log.warning(
+                    "%d action(s) still running after %g s; closing anyway", left, self._drain_timeout
+                )
+        relay: ConsoleRelay | None = getattr(self, "relay", None)
+        if relay is not None:
+            await relay.flush(self._flush_timeout)
+        await self._resources.aclose()
         await super().close()
         log.info("closed")
 

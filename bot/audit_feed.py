@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import discord
 
+from bot.audit import AuditAction
 from bot.audit_text import audit_line, audit_plain
 from bot.relay.budget import RequestBudget
 from bot.store import AuditEntry, Store
@@ -98,6 +99,16 @@ class AuditFeed:
         except asyncio.QueueFull:
             self.dropped += 1
             self._dropped[entry.guild_id] = self._dropped.get(entry.guild_id, 0) + 1
+
+    async def on_completed(self, action: AuditAction, outcome: str) -> None:
+        """The auditor's listener: publish a finished or recorded action."""
+        now = datetime.now(UTC)
+        self.publish(
+            AuditEntry(
+                0, now, action.guild_id, action.user_id, action.server, action.action, action.arguments,
+                outcome, action.how, now,
+            )
+        )  # fmt: skip
 
     # the sender
 

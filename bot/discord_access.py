@@ -4,13 +4,14 @@ Everything is read from the data that came with the interaction or message itsel
 and the permissions Discord computed for it), never from a member cache that could be stale or empty. The
 guild's grants come from the bot's grant book, in memory: a check costs no store query.
 
-`check_action` is the one check for everything that acts on a server: slash commands (through the tree),
-buttons, selects and modals (boards), and console input (`check_console_input`).
+`check_action` is the one check for everything that acts on a server: slash commands (`check_command`, which
+the guard runs for the tree), buttons, selects and modals (boards), and console input (`check_console_input`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import discord
@@ -26,11 +27,16 @@ from bot.access import (
     required_capability,
     servers_for,
 )
+from bot.catalog import ServerCatalog
 from bot.grants import GrantBook
+from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.models import Server
 from bot.settings import Settings
 
 DM_REFUSAL = "Wingbeat's commands work in servers only, not in direct messages."
+LOOKUP_WAIT = (
+    1.5  # the check answers within Discord's 3 s: the cached server list, or this long for a first one
+)
 
 
 class AccessHost(Protocol):
@@ -41,6 +47,9 @@ class AccessHost(Protocol):
 
     @property
     def grant_book(self) -> GrantBook: ...
+
+    @property
+    def catalog(self) -> ServerCatalog: ...
 
 
 def _role_ids(member: discord.Member) -> list[int]:
@@ -116,9 +125,11 @@ def decide_for(
     command: str | None = None,
     *,
     what: str = "that",
+    label: str | None = None,
 ) -> Verdict:
     """`bot.access.decide` with the host's grants and admin roles; `server` may be a Server (named in refusals)."""
-    identifier, label = _server_parts(server)
+    identifier, named = _server_parts(server)
+    label = label or named
     return decide(
         member,
         capability,
@@ -178,6 +189,79 @@ def allowed_servers(interaction: discord.Interaction, capabilities: Collection[C
         grants=host.grant_book.grants(member.guild_id),
         admin_role_ids=host.settings.admin_role_ids,
     )
+
+
+# -- slash commands ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCheck:
+    """The verdict on a slash command, the table key it was judged by ("power stop"), and the server judged."""
+
+    verdict: Verdict
+    key: str
+    server: str | None = None
+
+
+def _leaf(data: MutableMapping[str, Any]) -> list[MutableMapping[str, Any]]:
+    options: list[MutableMapping[str, Any]] = data.get("options") or []
+    while len(options) == 1 and "options" in options[0] and "value" not in options[0]:
+        options = options[0]["options"] or []
+    return options
+
+
+def _pin_server(data: MutableMapping[str, Any], identifier: str) -> None:
+    # The command runs with the identifier the check judged, not the typed name resolved again later against
+    # a server list that may have changed meanwhile (a new server named exactly like the typed prefix).
+    for option in _leaf(data):
+        if option.get("name") == "server":
+            option["value"] = identifier
+
+
+async def check_command(interaction: discord.Interaction) -> CommandCheck:
+    """May the member run this slash command, with these options? Decided before anything else happens.
+
+    The `server` option is read from the interaction's own data and resolved against the cached server list
+    (answered within Discord's 3 s); when the verdict needed it, the option is pinned to the identifier judged.
+    `/command`'s `command` is judged against the member's command patterns.
+    """
+    command = interaction.command
+    name = command.qualified_name if command is not None else ""
+    data = cast(MutableMapping[str, Any], interaction.data or {})
+    options = leaf_options(data)
+    key = command_key(name, options)
+    member = interaction_member(interaction)
+    if member is None:
+        return CommandCheck(Verdict(False, DM_REFUSAL), key)
+    capability = required_capability(key)
+    console = options.get("command") if capability is Capability.CONSOLE else None
+    text = options.get("server")
+    host = _host(interaction.client)
+    what = f"/{key}"
+    if not isinstance(text, str):
+        return CommandCheck(decide_for(host, member, capability, None, _text(console), what=what), key)
+    # Admins, `*` grants, an open view and a picked identifier are settled without looking the server up.
+    first = decide_for(host, member, capability, text, _text(console), what=what, label=f"`{_short(text)}`")
+    if first.allowed:
+        return CommandCheck(first, key)
+    try:
+        server = resolve_server(text, await host.catalog.cached(LOOKUP_WAIT))
+    except ServerLookupError:
+        # An unknown server: only grants on all servers could have allowed it, and none did.
+        return CommandCheck(first, key)
+    verdict = decide_for(host, member, capability, server, _text(console), what=what)
+    if verdict.allowed:
+        _pin_server(data, server.identifier)
+    return CommandCheck(verdict, key, server.identifier)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split()).replace("`", "ˋ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # -- reading a slash command's options ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from bot.errors import WingbeatError
+from bot.names import safe_name
 from bot.panel.models import Server
 
 MAX_CHOICES = 25  # Discord's limit on autocomplete choices
@@ -36,13 +37,13 @@ def _sort_key(server: Server) -> tuple[str, str]:
 
 
 def _quoted(text: str, limit: int = 60) -> str:
-    clean = " ".join(text.split())
+    clean = safe_name(text)
     return f"“{clean if len(clean) <= limit else clean[: limit - 1] + '…'}”"
 
 
 def choice_label(server: Server, limit: int = MAX_CHOICE_NAME) -> str:
     """`Name (identifier)` on one line within `limit` characters, shortening the name, never the id."""
-    name = " ".join("".join(" " if unicodedata.category(c) == "Cc" else c for c in server.name).split())
+    name = safe_name(server.name)
     if not name or name == server.identifier:
         return server.identifier[:limit]
     suffix = f" ({server.identifier})"

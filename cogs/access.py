@@ -12,10 +12,13 @@ from discord.ext import commands
 
 from bot.access import Capability, Verdict, may_grant, may_revoke, parse_patterns, view_is_open
 from bot.app import WingbeatBot
+from bot.audit import AuditAction
 from bot.discord_access import interaction_member
+from bot.panel.pacing import Priority
+from bot.replies import defer, reply
+from bot.server_option import resolve, server_autocomplete
 from bot.store import ALL_SERVERS, Grant, TargetKind
 from bot.tree import Refusal
-from cogs._common import defer, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,13 @@ def grant_line(grant: Grant, names: Mapping[str, str], *, markdown: bool = True)
     return line
 
 
+def _action(interaction: discord.Interaction, action: str, server: str, arguments: str) -> AuditAction:
+    # A grant on all servers is about no one server: its audit row names none (the arguments say `*`).
+    return AuditAction.by(
+        interaction, server=None if server == ALL_SERVERS else server, action=action, arguments=arguments
+    )
+
+
 def _refuse(verdict: Verdict) -> None:
     if not verdict.allowed:
         raise Refusal(verdict.reason)
@@ -98,19 +108,7 @@ class AccessCog(commands.Cog):
         granted = {g.server_identifier for g in self.bot.grant_book.grants(guild_id)}
         if text.strip() in granted:
             return text.strip()
-        return (await resolve(self.bot, text)).identifier
-
-    async def _audit(
-        self, interaction: discord.Interaction, action: str, server: str, arguments: str, outcome: str
-    ) -> None:
-        await self.bot.audit(
-            guild_id=interaction.guild_id,
-            user_id=interaction.user.id,
-            server=None if server == ALL_SERVERS else server,
-            action=action,
-            arguments=arguments,
-            outcome=outcome,
-        )
+        return (await resolve(self.bot.catalog, text, priority=Priority.ACTION)).identifier
 
     @access.command(name="grant", description="Give a role or a member a capability on one server or on all")
     @app_commands.describe(
@@ -152,12 +150,11 @@ class AccessCog(commands.Cog):
         arguments = f"{kind}={target_id} capability={wanted} server={identifier}"
         if allowed_commands:
             arguments += " commands=" + ", ".join(allowed_commands)
-        outcome = "failed"
-        try:
-            added = await self.bot.grant_book.grant(grant)
-            outcome = "granted" if added else "updated"
-        finally:
-            await self._audit(interaction, "grant", identifier, arguments, outcome)
+        added = await self.bot.auditor.run(
+            _action(interaction, "grant", identifier, arguments),
+            self.bot.grant_book.grant(grant),
+            lambda new: "granted" if new else "updated",
+        )
         line = grant_line(grant, self._names())
         text = f"Granted: {line}." if added else f"Updated: {line}."
         if wanted is Capability.VIEW and view_was_open:
@@ -187,12 +184,11 @@ class AccessCog(commands.Cog):
         await defer(interaction, ephemeral=True)
         identifier = await self._server(server, guild_id)
         arguments = f"{kind}={target_id} capability={wanted} server={identifier}"
-        outcome = "failed"
-        try:
-            removed = await self.bot.grant_book.revoke(guild_id, kind, target_id, wanted, identifier)
-            outcome = "revoked" if removed else "there was no such grant"
-        finally:
-            await self._audit(interaction, "revoke", identifier, arguments, outcome)
+        removed = await self.bot.auditor.run(
+            _action(interaction, "revoke", identifier, arguments),
+            self.bot.grant_book.revoke(guild_id, kind, target_id, wanted, identifier),
+            lambda gone: "revoked" if gone else "there was no such grant",
+        )
         who = target_text(kind, target_id, guild_id)
         where = server_text(identifier, self._names())
         if removed:

@@ -11,10 +11,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
+from bot.audit import AuditAction
 from bot.audit_text import audit_line, audit_plain
 from bot.lookup import ServerLookupError
+from bot.panel.pacing import Priority
+from bot.replies import defer, reply
+from bot.server_option import resolve, server_autocomplete
 from bot.tree import Refusal
-from cogs._common import defer, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class AuditCog(commands.Cog):
     async def _server(self, text: str) -> tuple[str, str | None]:
         """The identifier to filter on and its name; a server the panel no longer lists can be typed by its ID."""
         try:
-            found = await resolve(self.bot, text)
+            found = await resolve(self.bot.catalog, text, priority=Priority.ACTION)
         except ServerLookupError:
             if _IDENTIFIER.fullmatch(text.strip().lower()):
                 return text.strip().lower(), None
@@ -140,13 +143,8 @@ class AuditCog(commands.Cog):
         )
 
     async def _audit(self, interaction: discord.Interaction, action: str, arguments: str) -> None:
-        await self.bot.audit(
-            guild_id=interaction.guild_id,
-            user_id=interaction.user.id,
-            server=None,
-            action=action,
-            arguments=arguments,
-            outcome="done",
+        await self.bot.auditor.record(
+            AuditAction.by(interaction, server=None, action=action, arguments=arguments), "done"
         )
 
 

@@ -9,27 +9,35 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access import Verdict
 from bot.app import WingbeatBot
-from bot.discord_access import message_author_is_admin
+from bot.audit import AuditAction
+from bot.discord_access import check_console_input
+from bot.health_report import LinkReport
 from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.errors import PanelError
 from bot.panel.models import Server
-from bot.relay.service import LinkHealth
+from bot.panel.pacing import Priority
+from bot.redact import hide_addresses
+from bot.render import label, name_label, plural, relative
+from bot.replies import defer, reply
+from bot.server_option import resolve, server_autocomplete
 from bot.store import How, Link
 from bot.tree import Refusal
 from bot.wings.connection import ActionRefused, WingsError
-from cogs._common import ago, audited, defer, label, reply, resolve, server_autocomplete
 
 log = logging.getLogger(__name__)
 
 SENT, REFUSED, FAILED = "✅", "⛔", "⚠️"
+# Only what a member typed counts: system messages (a thread named "stop", a pin, a join, a rename…) never do.
+TYPED = (discord.MessageType.default, discord.MessageType.reply)
 # What the bot needs in a channel to mirror a console into it (attachments carry floods and long lines).
 NEEDED = ("view_channel", "send_messages")
 NEEDED_IN_THREADS = ("view_channel", "send_messages_in_threads")
 
 
 def _channel_id(
-    interaction: discord.Interaction, channel: discord.TextChannel | discord.Thread | None
+    interaction: discord.Interaction[WingbeatBot], channel: discord.TextChannel | discord.Thread | None
 ) -> int:
     if channel is not None:
         return channel.id
@@ -38,7 +46,7 @@ def _channel_id(
     return interaction.channel_id
 
 
-def _check_bot_can_post(interaction: discord.Interaction, channel_id: int) -> str:
+def _check_bot_can_post(interaction: discord.Interaction[WingbeatBot], channel_id: int) -> str:
     """Refuse a channel the bot cannot post in; returns a warning for what merely degrades the mirror."""
     guild = interaction.guild
     target = guild.get_channel_or_thread(channel_id) if guild is not None else None
@@ -54,7 +62,9 @@ def _check_bot_can_post(interaction: discord.Interaction, channel_id: int) -> st
         names = " and ".join(n.replace("_", " ").title() for n in missing)
         raise Refusal(f"Wingbeat lacks {names} in {target.mention}; grant it there and try again.")
     if not perms.attach_files:
-        return "\nNote: without Attach Files, floods of console output cannot be attached as files."
+        return (
+            "\nNote: without Attach Files, long console output comes as several messages instead of one file."
+        )
     return ""
 
 
@@ -65,22 +75,34 @@ def _link_servers(links: list[Link]) -> list[Server]:
     return list(seen.values())
 
 
-def _health_text(link: Link, relay: LinkHealth | None, connection: str) -> str:
-    name = f"**{discord.utils.escape_markdown(link.server_name)}** (`{link.server_identifier}`)"
-    parts = [f"{name} → <#{link.channel_id}>", f"console {connection}"]
+def link_line(report: LinkReport) -> str:
+    """One link of `/console list`: where it goes, its connection, and its relay figures."""
+    link, conn, relay = report.link, report.connection, report.relay
+    where = f"{name_label(link.server_name, link.server_identifier)} → <#{link.channel_id}>"
+    if link.stopped_reason:
+        return f"{where} · ⛔ stopped: {link.stopped_reason} (link it again to retry)"
+    state = "not open" if conn is None else conn.state.value
+    if conn is not None and conn.stopped_reason:
+        state += f" ({conn.stopped_reason})"
+    elif conn is not None and conn.last_error:
+        state += f" (last error: {conn.last_error})"
+    parts = [
+        f"{name_label(link.server_name, link.server_identifier)} → <#{link.channel_id}>",
+        f"console {state}",
+    ]
     if relay is None:
         parts.append("not running in the relay")
     else:
         if relay.stopped:
             parts.append(f"stopped: {relay.stopped}")
-        parts.append(f"{relay.messages} messages, last {ago(relay.last_post_at)}")
+        parts.append(f"{relay.messages} messages, last {relative(relay.last_post_at)}")
         if relay.pending_lines:
             parts.append(f"backlog {relay.pending_lines} lines ({relay.pending_bytes} bytes)")
         if relay.dropped:
             parts.append(f"{relay.dropped} lines dropped")
         if relay.last_error:
             parts.append(f"last error: {relay.last_error}")
-    return " · ".join(parts)
+    return hide_addresses(" · ".join(parts))
 
 
 class ConsoleCog(commands.Cog):
@@ -98,27 +120,26 @@ class ConsoleCog(commands.Cog):
     @app_commands.autocomplete(server=server_autocomplete)
     async def link(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[WingbeatBot],
         server: str,
         channel: discord.TextChannel | discord.Thread | None = None,
     ) -> None:
         channel_id = _channel_id(interaction, channel)
         note = _check_bot_can_post(interaction, channel_id)
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
-        assert interaction.guild_id is not None  # the tree refuses DMs
-        added = await audited(
-            interaction,
-            server=found,
-            action="link",
-            arguments=f"channel={channel_id}",
-            work=self.bot.add_link(
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
+        assert interaction.guild_id is not None  # the guard refuses DMs
+        added = await self.bot.auditor.run(
+            AuditAction.by(
+                interaction, server=found.identifier, action="link", arguments=f"channel={channel_id}"
+            ),
+            self.bot.links.add(
                 guild_id=interaction.guild_id,
                 channel_id=channel_id,
                 server=found,
                 created_by=interaction.user.id,
             ),
-            outcome=lambda ok: "linked" if ok else "already linked",
+            lambda ok: "linked" if ok else "already linked",
         )
         if added:
             text = f"Mirroring the console of {label(found)} into <#{channel_id}>.{note}"
@@ -131,26 +152,25 @@ class ConsoleCog(commands.Cog):
     @app_commands.autocomplete(server=server_autocomplete)
     async def unlink(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[WingbeatBot],
         server: str,
         channel: discord.TextChannel | discord.Thread | None = None,
     ) -> None:
         channel_id = _channel_id(interaction, channel)
         await defer(interaction, ephemeral=True)
         assert interaction.guild_id is not None
-        links = await self.bot.store.links(interaction.guild_id)
+        links = await self.bot.links.guild_links(interaction.guild_id)
         try:
             # A linked server is found even when the panel is down or no longer lists it.
             found = resolve_server(server, _link_servers(links))
         except ServerLookupError:
-            found = await resolve(self.bot, server)
-        removed = await audited(
-            interaction,
-            server=found,
-            action="unlink",
-            arguments=f"channel={channel_id}",
-            work=self.bot.remove_link(channel_id=channel_id, server_identifier=found.identifier),
-            outcome=lambda ok: "unlinked" if ok else "was not linked",
+            found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
+        removed = await self.bot.auditor.run(
+            AuditAction.by(
+                interaction, server=found.identifier, action="unlink", arguments=f"channel={channel_id}"
+            ),
+            self.bot.links.remove(channel_id=channel_id, server_identifier=found.identifier),
+            lambda ok: "unlinked" if ok else "was not linked",
         )
         if removed:
             text = f"Stopped mirroring the console of {label(found)} into <#{channel_id}>."
@@ -159,75 +179,89 @@ class ConsoleCog(commands.Cog):
         await reply(interaction, text, ephemeral=True)
 
     @console.command(name="list", description="This server's console links and the health of each")
-    async def list_links(self, interaction: discord.Interaction) -> None:
+    async def list_links(self, interaction: discord.Interaction[WingbeatBot]) -> None:
         assert interaction.guild_id is not None
-        links = await self.bot.store.links(interaction.guild_id)
-        if not links:
+        reports = await self.bot.reports.links(interaction.guild_id)
+        if not reports:
             await reply(interaction, "No console links here yet; add one with /console link.", ephemeral=True)
             return
-        relay = {(h.server, h.channel_id): h for h in self.bot.relay.link_health()}
-        connections = {h.server: h for h in self.bot.manager.health()}
-        lines = [f"{len(links)} console link{'s' if len(links) != 1 else ''}:"]
-        for link in links:
-            conn = connections.get(link.server_identifier)
-            state = "not open" if conn is None else conn.state.value
-            if conn is not None and conn.stopped_reason:
-                state += f" ({conn.stopped_reason})"
-            elif conn is not None and conn.last_error:
-                state += f" (last error: {conn.last_error})"
-            lines.append(
-                "• " + _health_text(link, relay.get((link.server_identifier, link.channel_id)), state)
-            )
-        text = "\n".join(lines)
+        lines = [f"{plural(len(reports), 'console link')}:", *("• " + link_line(r) for r in reports)]
         await reply(
-            interaction, text, ephemeral=True, filename="links.txt", summary=f"{lines[0]} see the file."
+            interaction,
+            "\n".join(lines),
+            ephemeral=True,
+            filename="links.txt",
+            summary=f"{lines[0]} see the file.",
         )
 
     # console input ------------------------------------------------------------------------------------------
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        # Only new messages: an edit (on_message_edit, never listened to) is not a second command.
         if not self.bot.settings.console_input:
             return
         if message.guild is None or message.author.bot or message.webhook_id is not None:
             return
+        if message.type not in TYPED:
+            return
+        if not self.bot.guard.is_allowed(message.guild.id):
+            # Never a command, and no answer either: the channel of a guild that may not use Wingbeat is no
+            # place for the bot to talk, and every message there would need one. The operator sees it logged.
+            self.bot.guard.note_guild(message.guild.id, message.guild.name)
+            return
         servers = self.bot.relay.servers_for_channel(message.channel.id)
         if not servers or not message.content:
             return
-        if not message_author_is_admin(message, self.bot.settings.admin_role_ids):
+        # The text exactly as typed is what is matched against the member's command patterns and what is sent.
+        verdicts = [check_console_input(self.bot, message, server, message.content) for server in servers]
+        if all(verdict is None for verdict in verdicts):
             return  # other people talk in console channels too: not an error, just not a command
-        await self._console_input(message, servers)
+        if self.bot.guard.closing:
+            log.info("console input in channel %d ignored: shutting down", message.channel.id)
+            return
+        with self.bot.guard.tracked(message.id):
+            await self._console_input(message, servers, verdicts[0])
 
-    async def _console_input(self, message: discord.Message, servers: list[str]) -> None:
-        bot = self.bot
+    async def _console_input(
+        self, message: discord.Message, servers: list[str], verdict: Verdict | None
+    ) -> None:
         command = message.content
         server = servers[0] if len(servers) == 1 else None
+        action = AuditAction(
+            message.guild.id if message.guild else None, message.author.id, server, "console input", command,
+            How.CONSOLE_INPUT,
+        )  # fmt: skip
         if server is None:
-            icon, outcome = REFUSED, "refused: the channel mirrors several servers; use /command"
+            # Recorded before the reaction, so a reaction always means the audit log has it.
+            await self.bot.auditor.record(
+                action, "refused: the channel mirrors several servers; use /command"
+            )
+            icon = REFUSED
+        elif verdict is None or not verdict.allowed:
+            # A member who may send some commands, but not this one (its patterns say so).
+            reason = verdict.reason if verdict is not None else "not allowed"
+            await self.bot.auditor.record(action, f"refused: {reason}")
+            icon = REFUSED
         else:
-            try:
-                await bot.manager.send_command(server, command, window=0.0)
-            except ActionRefused as exc:
-                icon, outcome = REFUSED, f"refused: {exc}"
-            except (WingsError, PanelError) as exc:
-                icon, outcome = FAILED, f"failed: {exc}"
-            except Exception as exc:
-                log.exception("console input for %s failed", server)
-                icon, outcome = FAILED, f"error: {type(exc).__name__}"
-            else:
-                icon, outcome = SENT, "sent"
-        # Recorded before the reaction, so a reaction always means the audit log has it.
-        await bot.audit(
-            guild_id=message.guild.id if message.guild else None,
-            user_id=message.author.id,
-            server=server,
-            action="console input",
-            arguments=command,
-            outcome=outcome,
-            how=How.CONSOLE_INPUT,
-        )
+            handle = await self.bot.auditor.start(action)
+            icon, outcome = await self._send(server, command)
+            await self.bot.auditor.finish(handle, outcome)
         with contextlib.suppress(discord.HTTPException):
             await message.add_reaction(icon)
+
+    async def _send(self, server: str, command: str) -> tuple[str, str]:
+        """Send one console-input command; the reaction and the audit outcome."""
+        try:
+            await self.bot.manager.send_command(server, command, window=0.0)
+        except ActionRefused as exc:
+            return REFUSED, f"refused: {exc}"
+        except (WingsError, PanelError) as exc:
+            return FAILED, f"failed: {exc}"
+        except Exception as exc:
+            log.exception("console input for %s failed", server)
+            return FAILED, f"error: {type(exc).__name__}"
+        return SENT, "sent"
 
 
 async def setup(bot: WingbeatBot) -> None:

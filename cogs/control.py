@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Literal
 
 import discord
@@ -10,21 +9,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
+from bot.audit import AuditAction
+from bot.panel.pacing import Priority
+from bot.render import console_block, console_file, inline, label, plural
+from bot.replies import defer, reply
+from bot.server_option import resolve, server_autocomplete
 from bot.tree import Refusal
 from bot.wings.events import CommandResult, PowerOutcome, PowerResult
 from bot.wings.protocol import PowerAction
-from cogs._common import (
-    audited,
-    console_block,
-    console_file,
-    defer,
-    label,
-    reply,
-    resolve,
-    server_autocomplete,
-)
-
-log = logging.getLogger(__name__)
 
 MAX_LOG_LINES = 150
 
@@ -34,14 +26,7 @@ def power_outcome(result: PowerResult) -> str:
 
 
 def command_outcome(result: CommandResult) -> str:
-    count = len(result.lines)
-    return f"sent; {count} line{'s' if count != 1 else ''} of output"
-
-
-def inline(text: str, limit: int = 200) -> str:
-    """Text shown inside single backticks: no backtick can end the span early."""
-    text = text.replace("`", "ˋ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return f"sent; {plural(len(result.lines), 'line')} of output"
 
 
 class ControlCog(commands.Cog):
@@ -56,19 +41,16 @@ class ControlCog(commands.Cog):
     @app_commands.guild_only()
     async def power(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[WingbeatBot],
         server: str,
         action: Literal["start", "stop", "restart", "kill"],
     ) -> None:
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
-        result = await audited(
-            interaction,
-            server=found,
-            action="power",
-            arguments=action,
-            work=self.bot.manager.set_state(found.identifier, PowerAction(action)),
-            outcome=power_outcome,
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
+        result = await self.bot.auditor.run(
+            AuditAction.by(interaction, server=found.identifier, action="power", arguments=action),
+            self.bot.manager.set_state(found.identifier, PowerAction(action)),
+            power_outcome,
         )
         icon = "✅" if result.outcome is PowerOutcome.DONE else "⚠️"
         await reply(interaction, f"{icon} {label(found)} {result.describe()}", ephemeral=True)
@@ -77,16 +59,13 @@ class ControlCog(commands.Cog):
     @app_commands.describe(server="The game server", command="The console command, e.g. say hello")
     @app_commands.autocomplete(server=server_autocomplete)
     @app_commands.guild_only()
-    async def command(self, interaction: discord.Interaction, server: str, command: str) -> None:
+    async def command(self, interaction: discord.Interaction[WingbeatBot], server: str, command: str) -> None:
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
-        result = await audited(
-            interaction,
-            server=found,
-            action="command",
-            arguments=command,
-            work=self.bot.manager.send_command(found.identifier, command),
-            outcome=command_outcome,
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
+        result = await self.bot.auditor.run(
+            AuditAction.by(interaction, server=found.identifier, action="command", arguments=command),
+            self.bot.manager.send_command(found.identifier, command),
+            command_outcome,
         )
         head = f"Sent `{inline(command)}` to {label(found)}"
         block = console_block(result.lines)
@@ -108,7 +87,7 @@ class ControlCog(commands.Cog):
     @app_commands.guild_only()
     async def logs(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[WingbeatBot],
         server: str,
         lines: app_commands.Range[int, 1, MAX_LOG_LINES] = 50,
     ) -> None:
@@ -116,13 +95,13 @@ class ControlCog(commands.Cog):
         if not 1 <= lines <= MAX_LOG_LINES:
             raise Refusal(f"lines must be between 1 and {MAX_LOG_LINES}.")
         await defer(interaction, ephemeral=True)
-        found = await resolve(self.bot, server)
+        found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         backlog = (await self.bot.manager.fetch_logs(found.identifier))[-lines:]
         block = console_block(backlog)
         if block is None:
             await reply(interaction, f"{label(found)} has no console output to show.", ephemeral=True)
             return
-        head = f"The last {len(backlog)} console line{'s' if len(backlog) != 1 else ''} of {label(found)}"
+        head = f"The last {plural(len(backlog), 'console line')} of {label(found)}"
         await reply(
             interaction,
             f"{head}:\n{block}",

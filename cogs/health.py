@@ -2,40 +2,35 @@
 
 from __future__ import annotations
 
-import time
-
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot.app import WingbeatBot
-from bot.relay.service import LinkHealth
-from bot.wings.events import Health
-from cogs._common import ago, duration, reply
+from bot.health_report import ServerReport
+from bot.render import name_label, plural, relative
+from bot.replies import reply
 
 
-def _token(expires_at: float | None, now: float) -> str:
-    if expires_at is None:
-        return "token —"
-    left = expires_at - now
-    return f"token expires in {duration(left)}" if left >= 0 else f"token expired {duration(-left)} ago"
-
-
-def server_health(health: Health, name: str | None, links: list[LinkHealth], now: float) -> str:
-    title = f"**{discord.utils.escape_markdown(name)}** (`{health.server}`)" if name else f"`{health.server}`"
+def server_line(report: ServerReport) -> str:
+    """One connection of `/health`: state, token, freshness, counters, links, and what went wrong."""
+    health = report.health
     state = health.state.value + (f", {health.power.value}" if health.power else "")
+    token = (
+        "token —" if health.token_expires_at is None else f"token expires {relative(health.token_expires_at)}"
+    )
     parts = [
-        f"{title}: {state}",
-        _token(health.token_expires_at, now),
-        f"console {ago(health.last_console_at, now=now)}",
-        f"stats {ago(health.last_stats_at, now=now)}",
+        f"{name_label(report.name, health.server)}: {state}",
+        token,
+        f"console {relative(health.last_console_at)}",
+        f"stats {relative(health.last_stats_at)}",
         f"{health.reconnects} reconnects",
         f"{health.refreshes} token refreshes",
     ]
-    if links:
-        pending = sum(h.pending_lines for h in links)
-        dropped = sum(h.dropped for h in links)
-        parts.append(f"{len(links)} link{'s' if len(links) != 1 else ''}, backlog {pending} lines")
+    if report.links:
+        pending = sum(h.pending_lines for h in report.links)
+        dropped = sum(h.dropped for h in report.links)
+        parts.append(f"{plural(len(report.links), 'link')} here, backlog {pending} lines")
         if dropped:
             parts.append(f"{dropped} lines dropped")
     if health.stopped_reason:
@@ -53,23 +48,19 @@ class HealthCog(commands.Cog):
 
     @app_commands.command(name="health", description="Wings connection and console relay health per server")
     @app_commands.guild_only()
-    async def health(self, interaction: discord.Interaction) -> None:
-        now = time.time()
-        names = {s.identifier: s.name for s in self.bot.catalog.servers}
-        links: dict[str, list[LinkHealth]] = {}
-        for link in self.bot.relay.link_health():
-            links.setdefault(link.server, []).append(link)
-            names.setdefault(link.server, link.server_name)
-        rows = [
-            server_health(h, names.get(h.server), links.get(h.server, []), now)
-            for h in self.bot.manager.health()
-        ]
-        panel = self.bot.catalog.last_error
-        header = f"Panel: {'⚠️ ' + panel if panel else 'reachable'}"
-        if not rows:
-            await reply(interaction, f"{header}\nNo Wings connections are open.", ephemeral=True)
-            return
-        text = "\n".join([header, *("• " + row for row in rows)])
+    async def health(self, interaction: discord.Interaction[WingbeatBot]) -> None:
+        assert interaction.guild_id is not None  # the guard refuses DMs
+        snapshot = await self.bot.reports.snapshot(interaction.guild_id)
+        header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
+        lines = [header, *("• " + server_line(r) for r in snapshot.servers)]
+        if not snapshot.servers:
+            lines.append("No Wings connections are open.")
+        lines.extend(
+            f"• ⛔ {name_label(link.server_name, link.server_identifier)} → <#{link.channel_id}> stopped: "
+            f"{link.stopped_reason} (link it again to retry)"
+            for link in snapshot.stopped_links
+        )
+        text = "\n".join(lines)
         await reply(
             interaction,
             text,

@@ -25,6 +25,11 @@ OWNER = 900000000000000007  # holds a role with the Administrator permission, no
 MODS = 900000000000000008  # that role
 GUILD_OWNER = 900000000000000009
 ADMINISTRATOR = 1 << 3
+# A second guild: allowed in some tests (GUILD_IDS lists it), foreign in others.
+GUILD2 = 900000000000000010
+GUILD2_CONSOLE = 900000000000000011
+GUILD2_ADMINS = 900000000000000012  # a role with the Administrator permission there
+GUILD2_ADMIN = 900000000000000013  # erin, who holds it
 
 # Short enough that nothing in a test waits long; long enough for a loaded CI machine.
 TIMING = Timing(
@@ -53,6 +58,16 @@ def build_world(fake: FakeDiscord) -> None:
     guild.add_member(OWNER, "carol", roles=[MODS])
     # The fake names its first member the guild's owner, and the bot is added first; an owner has every
     # permission, which would hide permission checks on the bot. Make a separate member the owner.
+    guild.add_member(GUILD_OWNER, "dana")
+    guild.members = {GUILD_OWNER: guild.members.pop(GUILD_OWNER), **guild.members}
+
+
+def build_second_guild(fake: FakeDiscord) -> None:
+    """GUILD2 with #console2 and erin, who holds the Administrator permission there."""
+    guild = fake.add_guild(GUILD2, "Another Server")
+    guild.add_role(GUILD2_ADMINS, "Admins", permissions=ADMINISTRATOR)
+    guild.add_channel(GUILD2_CONSOLE, "console2")
+    guild.add_member(GUILD2_ADMIN, "erin", roles=[GUILD2_ADMINS])
     guild.add_member(GUILD_OWNER, "dana")
     guild.members = {GUILD_OWNER: guild.members.pop(GUILD_OWNER), **guild.members}
 

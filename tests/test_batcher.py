@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import random
 import re
+import tracemalloc
 
 import pytest
 
-from bot.relay.batcher import Batcher, Outgoing
+from bot.relay.batcher import LINE_OVERHEAD, Batcher, Outgoing
 from bot.relay.format import RESET, block_overhead, clean_line, plain_copy
 from bot.settings import ColorMode
 
@@ -277,12 +278,13 @@ def test_ansi_attachment_is_plain_text_and_state_crosses_messages() -> None:
 
 
 def test_backlog_bound_drops_oldest_and_reports_once() -> None:
-    b = Batcher(max_pending_bytes=1000)
+    bound = 20 * (50 + LINE_OVERHEAD)
+    b = Batcher(max_pending_bytes=bound)
     b.push_line("in flight", 0.0)
     assert b.take(0.0) is not None
     for i in range(100):
-        b.push_line(f"{i:03d}" + "d" * 46, 0.1)  # 50 bytes with the newline
-    assert b.pending_bytes <= 1000 and b.pending_lines == 20
+        b.push_line(f"{i:03d}" + "d" * 46, 0.1)  # 50 bytes with the newline, plus what holding it costs
+    assert b.pending_bytes <= bound and b.pending_lines == 20
     assert b.dropped_total == 80
     b.done(False, 0.5)  # the in-flight line comes back first and is dropped as the oldest
     assert b.dropped_total == 81
@@ -296,6 +298,32 @@ def test_backlog_bound_drops_oldest_and_reports_once() -> None:
     b.push_line("later", 20.0)
     out = send(b, 20.0)
     assert out.dropped == 0 and "dropped" not in out.content
+
+
+def test_a_flood_of_empty_lines_stays_within_the_bound() -> None:
+    bound = 1024 * 1024
+    b = Batcher(max_pending_bytes=bound, max_pending_lines=10**9)
+    b.push_line("in flight", 0.0)
+    assert b.take(0.0) is not None  # Discord is slow: nothing leaves while the flood arrives
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(60_000):
+            b.push_line("", 0.1)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert b.pending_bytes <= bound
+    assert held <= bound * 1.1, f"{held} bytes held for a bound of {bound}"
+    assert b.dropped_total > 0 and b.pending_lines < bound // LINE_OVERHEAD + 1
+
+
+def test_the_number_of_held_lines_is_capped_too() -> None:
+    b = Batcher(max_pending_bytes=10 * 1024 * 1024, max_pending_lines=1000)
+    for i in range(1500):
+        b.push_line(str(i), 0.0)
+    assert b.pending_lines == 1000 and b.dropped_total == 500
+    assert attachment_lines(send(b, 0.0))[0] == "500"  # the oldest kept
 
 
 def test_drop_report_alone_is_a_message() -> None:
@@ -335,6 +363,50 @@ def test_retry_after_failure_keeps_order_and_backs_off() -> None:
     assert block_lines(ok) == block_lines(retry)
     b.push_line("c", 12.5)
     assert b.due(12.5) == pytest.approx(13.1)  # back to normal pacing
+
+
+def test_a_refused_file_sends_the_same_lines_in_messages_without_files() -> None:
+    b = Batcher(min_interval=1.0)
+    lines = [f"{i:04d} " + "x" * 45 for i in range(300)]
+    for line in lines:
+        b.push_line(line, 0.0)
+    b.push_notice("a notice", 0.0)
+    assert b.take(0.0) is not None  # carries a file...
+    b.files_refused(0.1, pause=60.0)  # ...which the channel refuses
+    assert b.due(0.1) == pytest.approx(0.1)  # at once, not after a back-off
+    shown: list[str] = []
+    t = 0.1
+    messages = []
+    while b.due(t) is not None:
+        t = max(t, b.due(t) or t)
+        out = send(b, t)
+        assert out.attachment is None
+        messages.append(out)
+        shown.extend(block_lines(out))
+    assert shown == lines  # every line once, in order, none only in a lost file
+    assert head_lines(messages[0]) == ["a notice"]
+    assert sum(out.line_count for out in messages) == 300 and len(messages) > 5
+    # the pause ends: a flood goes out with its file again
+    for line in lines:
+        b.push_line(line, t)
+    back = send(b, max(t + 1.0, 60.1))
+    assert back.attachment is not None and attachment_lines(back) == lines
+
+
+def test_without_files_a_line_too_long_for_any_split_still_goes_in_pieces() -> None:
+    b = Batcher(min_interval=1.0, max_split=2)
+    b.push_line("a" * 9000, 0.0)
+    b.push_line("after", 0.0)
+    assert b.take(0.0) is not None
+    b.files_refused(0.0, pause=60.0)
+    pieces: list[str] = []
+    t = 0.0
+    while b.due(t) is not None:
+        t = max(t + 1.0, b.due(t) or t)
+        out = send(b, t)
+        assert out.attachment is None
+        pieces.extend(block_lines(out))
+    assert "".join(pieces[:-1]) == "a" * 9000 and pieces[-1] == "after"
 
 
 def test_failed_piece_of_a_split_line_is_resent() -> None:

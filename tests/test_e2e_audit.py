@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.audit import AuditAction
 from bot.store import AuditEntry, How, Store
 from tests.e2e_helpers import (
     ADMIN,
@@ -240,9 +241,7 @@ async def test_a_flood_of_actions_is_posted_in_few_messages_and_overflow_is_said
             AuditEntry(i, now, GUILD, USER, SURVIVAL, "command", f"say {i}", "sent", How.COMMAND, now)
         )
     assert feed.dropped == 100
-    await rig.bot.audit(
-        guild_id=GUILD, user_id=ADMIN, server=SURVIVAL, action="power", arguments="start", outcome="done"
-    )
+    await rig.bot.auditor.record(AuditAction(GUILD, ADMIN, SURVIVAL, "power", "start"), "done")
     await rig.wait_for_text(OTHER, "power `start`")
     first, burst, last = rig.fake.messages(OTHER)  # one message per burst, whatever its size
     assert "audit channel" in first.content

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.e2e_helpers import (
@@ -63,6 +64,8 @@ async def test_servers_lists_every_server_with_its_power_state(rig: Rig) -> None
 
 
 async def test_status_shows_state_and_usage(rig: Rig) -> None:
+    await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")  # a socket is open
+    await rig.connected("e5f6a7b8")
     inter = await rig.run("status", {"server": "creative"}, user=USER)
     assert not inter.ephemeral
     text = inter.text
@@ -79,6 +82,56 @@ async def test_status_falls_back_to_the_panel_without_a_console_socket(rig: Rig)
     await rig.bot.catalog.refresh()
     inter = await rig.run("status", {"server": "lobby"}, user=USER)
     assert "Lobby" in inter.text and "running" in inter.text and "from the panel" in inter.text
+
+
+async def test_status_never_opens_a_console_socket(rig: Rig) -> None:
+    inter = await rig.run("status", {"server": "creative"}, user=USER)
+    assert "running" in inter.text and "CPU" in inter.text and "from the panel" in inter.text
+    assert rig.bot.manager.peek("e5f6a7b8") is None and rig.emu.sockets(rig.emu.server("e5f6a7b8")) == []
+    assert not any("/websocket" in r.path for r in rig.emu.requests)
+
+
+async def test_views_have_a_per_member_cooldown(rig: Rig) -> None:
+    for _ in range(2):
+        await rig.run("servers", user=USER)
+        await rig.run("status", {"server": "Creative"}, user=USER)
+    panel_requests = len(rig.emu.requests)
+    refused = await rig.run("servers", user=USER)
+    assert [r["type"] for r in refused.responses] == [4] and refused.ephemeral  # at once, privately
+    assert refused.text.startswith("You are asking too often; try again in ") and refused.text.endswith(" s.")
+    assert len(rig.emu.requests) == panel_requests
+    other = await rig.run("servers", user=ADMIN)  # another member is not held back
+    assert "Creative" in other.text
+
+
+async def test_views_answer_within_seconds_when_the_panel_budget_is_spent(tmp_path: Path) -> None:
+    async with Emulator(rate_limit=40, rate_window=60.0) as emu, FakeDiscord() as fake:
+        emu.add_server("Survival", identifier="a1b2c3d4", state="offline")
+        emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            await spend_the_panel_window(emu)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            listed = await rig.run("servers", user=USER)
+            assert loop.time() - started < 5.0
+            lines = {line.split("**")[1]: line for line in listed.text.splitlines() if "**" in line}
+            assert lines["Creative"].endswith("not checked") and lines["Survival"].endswith("not checked")
+            assert listed.text.splitlines()[-1].startswith("-# The panel's request budget is spent")
+            started = loop.time()
+            status = await rig.run("status", {"server": "Creative"}, user=USER)
+            assert loop.time() - started < 5.0
+            assert "Creative" in status.text and "request budget is spent" in status.text
+
+
+async def spend_the_panel_window(emu: Emulator) -> None:
+    """Use up the key's panel budget from outside the bot (the panel's web UI counts against it too)."""
+    headers = {"Authorization": f"Bearer {emu.api_key}", "Accept": "application/json"}
+    async with aiohttp.ClientSession(emu.panel_url, headers=headers) as http:
+        while True:
+            async with http.get("/api/client/account") as resp:
+                if resp.status == 429:
+                    return
 
 
 async def test_autocomplete_offers_servers_by_name_with_identifier_values(rig: Rig) -> None:
@@ -189,6 +242,14 @@ async def test_admin_only_commands_are_refused_to_others_before_anything_happens
         await asyncio.sleep(0.05)
     assert sorted(e.action for e in refused) == ["command", "link", "power", "unlink"]
     assert all(e.outcome.startswith("refused: ") and e.user_id == USER for e in refused)
+    # ...with what was asked: a refusal's row says what the member tried, not only that it was refused
+    assert {e.action: e.arguments for e in refused} == {
+        "power": "server=Survival action=start",
+        "command": "server=Survival command=say hi",
+        "link": "server=Survival",
+        "unlink": "server=Survival",
+    }
+    assert all(e.completed_at is not None for e in refused)  # one-shot rows
 
 
 async def test_missing_wings_permission_is_a_clear_refusal(tmp_path: Path) -> None:
@@ -212,7 +273,7 @@ async def test_health_reports_each_connection(rig: Rig) -> None:
     inter = await rig.run("health")
     assert inter.ephemeral
     assert "Creative" in inter.text and "connected" in inter.text
-    assert "token expires in" in inter.text and "reconnects" in inter.text
+    assert "token expires <t:" in inter.text and "reconnects" in inter.text
 
 
 async def test_console_link_list_unlink(rig: Rig) -> None:

@@ -130,3 +130,43 @@ async def test_without_console_input_the_bot_reads_no_messages(tmp_path: Path) -
             await fake.send_user_message(GUILD, CONSOLE, ADMIN, "say hello")
             await rig.run("servers", user=USER)  # a round trip after the message
             assert commands_sent(rig, "e5f6a7b8") == [] and fake.reactions == []
+
+
+SYSTEM_MESSAGES = [
+    (18, "stop"),  # THREAD_CREATED: a thread named "stop" started from the linked channel
+    (6, ""),  # CHANNEL_PINNED_MESSAGE
+    (7, ""),  # USER_JOIN
+    (4, "stop"),  # CHANNEL_NAME_CHANGE: the content is the new name
+    (8, ""),  # GUILD_BOOST
+    (46, "stop"),  # a poll result
+]
+
+
+@pytest.mark.parametrize(("message_type", "content"), SYSTEM_MESSAGES)
+async def test_system_messages_never_become_commands(rig: Rig, message_type: int, content: str) -> None:
+    system = await rig.fake.send_user_message(GUILD, CONSOLE, ADMIN, content, message_type=message_type)
+    marker = await rig.fake.send_user_message(GUILD, CONSOLE, ADMIN, "say marker")
+    assert await reaction(rig, marker) == "✅"
+    assert commands_sent(rig, "e5f6a7b8") == ["say marker"]
+    assert not any(m == system for _, m, _ in rig.fake.reactions)
+    assert rig.emu.server("e5f6a7b8").state == "running"
+
+
+async def test_a_reply_is_an_ordinary_message(rig: Rig) -> None:
+    first = await rig.fake.send_user_message(GUILD, CONSOLE, ADMIN, "say first")
+    assert await reaction(rig, first) == "✅"
+    answer = await rig.fake.send_user_message(
+        GUILD, CONSOLE, ADMIN, "say again", message_type=19, reference=first
+    )
+    assert await reaction(rig, answer) == "✅"
+    assert commands_sent(rig, "e5f6a7b8") == ["say first", "say again"]
+
+
+async def test_an_edit_is_not_a_second_command(rig: Rig) -> None:
+    typed = await rig.fake.send_user_message(GUILD, CONSOLE, ADMIN, "say hello")
+    assert await reaction(rig, typed) == "✅"
+    await rig.fake.edit_user_message(typed, "stop")
+    marker = await rig.fake.send_user_message(GUILD, CONSOLE, ADMIN, "say marker")
+    assert await reaction(rig, marker) == "✅"
+    assert commands_sent(rig, "e5f6a7b8") == ["say hello", "say marker"]
+    assert rig.emu.server("e5f6a7b8").state == "running"

@@ -1,16 +1,17 @@
-"""Console links end to end: channels the bot cannot use, channels that go away, long command output."""
+"""Console links end to end: channels the bot cannot use, Discord's refusals read by code, channels that go away."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+from bot.store import How
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, OTHER, build_world, running_bot, settings_for
 from tests.fakes.emulator import Emulator
-from tests.fakes.fake_discord import FakeDiscord
-
-VIEW_CHANNEL = 1 << 10
+from tests.fakes.fake_discord import FakeDiscord, PostedMessage
+from tests.fakes.fake_discord_models import ATTACH_FILES, SEND_MESSAGES, VIEW_CHANNEL
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -37,38 +38,143 @@ async def test_a_channel_the_bot_cannot_post_in_is_refused(tmp_path: Path) -> No
             assert emu.server("e5f6a7b8").received == []
 
 
-async def test_a_channel_discord_refuses_is_unlinked_and_audited(tmp_path: Path) -> None:
+async def test_lost_access_stops_the_link_keeps_it_and_a_relink_resumes_it(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings) as rig:
+            for channel in (CONSOLE, OTHER):
+                await rig.run("console", {"server": "Creative", "channel": channel}, subcommand="link")
+            await rig.connected("e5f6a7b8")
+            fake.guilds[GUILD].set_overwrite(OTHER, fake.bot_user_id, deny=VIEW_CHANNEL, member=True)
+            srv.emit_console("first line")
+
+            async def stopped() -> bool:
+                return [(link.channel_id, link.stopped) for link in await rig.bot.store.links(GUILD)] == [
+                    (CONSOLE, False),
+                    (OTHER, True),
+                ]
+
+            await eventually(stopped)
+            assert any(
+                r.status == 403 and r.path == f"/channels/{OTHER}/messages" for r in fake.requests
+            )  # Discord's 50001
+            [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.user_id == 0]
+            assert (entry.action, entry.server_identifier, entry.arguments, entry.how) == (
+                "link stopped",
+                "e5f6a7b8",
+                f"channel={OTHER}",
+                How.WINGBEAT,
+            )
+            assert entry.outcome == "stopped by Wingbeat: Wingbeat lost access to the channel (View Channel)"
+            # The other channel keeps mirroring; the stopped one is said so, with its reason.
+            await rig.wait_for_text(CONSOLE, "first line")
+            listed = await rig.run("console", None, subcommand="list")
+            [other_line] = [line for line in listed.text.splitlines() if f"<#{OTHER}>" in line]
+            assert "stopped: Wingbeat lost access to the channel" in other_line
+            health = await rig.run("health")
+            assert f"<#{OTHER}> stopped: Wingbeat lost access" in health.text
+            # Access given back and relinked by an admin: active again.
+            fake.guilds[GUILD].set_overwrite(OTHER, fake.bot_user_id, member=True)
+            relinked = await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
+            assert "Mirroring" in relinked.text
+            assert not any(link.stopped for link in await rig.bot.store.links(GUILD))
+            srv.emit_console("second line")
+            await rig.wait_for_text(OTHER, "second line")
+
+
+async def test_a_stopped_link_is_tried_again_at_the_next_start(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings) as rig:
+            await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
+            await rig.bot.store.set_link_stopped(OTHER, "e5f6a7b8", "Wingbeat lost access to the channel")
+        async with running_bot(emu, fake, settings) as rig:
+            [link] = await rig.bot.store.links(GUILD)
+            assert not link.stopped
+            await rig.connected("e5f6a7b8")
+            srv.emit_console("back again")
+            await rig.wait_for_text(OTHER, "back again")
+
+
+async def test_without_send_messages_the_link_stops(tmp_path: Path) -> None:
     async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
         srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
         build_world(fake)
         async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
-            for channel in (CONSOLE, OTHER):
-                await rig.run("console", {"server": "Creative", "channel": channel}, subcommand="link")
+            await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
             await rig.connected("e5f6a7b8")
-            fake.fail_next("POST", f"/channels/{OTHER}/messages", 403)
-            srv.emit_console("first line")
+            fake.guilds[GUILD].set_overwrite(OTHER, GUILD, deny=SEND_MESSAGES)  # @everyone
+            srv.emit_console("nobody sees this")
 
-            async def unlinked() -> bool:
-                return [link.channel_id for link in await rig.bot.store.links(GUILD)] == [CONSOLE]
+            async def stopped() -> bool:
+                return [link.stopped_reason for link in await rig.bot.store.links(GUILD)] == [
+                    "Wingbeat lacks the Send Messages permission in the channel"
+                ]
 
-            async def audited() -> bool:
-                return any(e.user_id == 0 for e in await rig.bot.store.recent_audit(guild_id=GUILD))
+            await eventually(stopped)
+            assert fake.messages(OTHER) == []
 
-            await eventually(unlinked)
-            await eventually(audited)  # written just after the link is forgotten
-            [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.user_id == 0]
-            assert (entry.action, entry.server_identifier, entry.arguments) == (
-                "unlink",
-                "e5f6a7b8",
-                f"channel={OTHER}",
-            )
-            assert entry.outcome.startswith("removed by Wingbeat")
-            # The other channel keeps mirroring.
-            await rig.wait_for_text(CONSOLE, "first line")
-            srv.emit_console("second line")
-            await rig.wait_for_text(CONSOLE, "second line")
-            listed = await rig.run("console", None, subcommand="list")
-            assert f"<#{CONSOLE}>" in listed.text and f"<#{OTHER}>" not in listed.text
+
+async def test_a_channel_deleted_unseen_stops_the_link_as_unknown(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
+            await rig.connected("e5f6a7b8")
+            fake.guilds[GUILD].channels.pop(OTHER)  # gone while the bot was not looking: no event
+            srv.emit_console("into the void")
+
+            async def stopped() -> bool:
+                return [link.stopped_reason for link in await rig.bot.store.links(GUILD)] == [
+                    "the channel no longer exists"
+                ]
+
+            await eventually(stopped)
+            assert any(r.status == 404 and r.path == f"/channels/{OTHER}/messages" for r in fake.requests)
+
+
+async def test_without_attach_files_a_flood_comes_as_messages_and_no_line_is_lost(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            fake.guilds[GUILD].set_overwrite(OTHER, fake.bot_user_id, deny=ATTACH_FILES, member=True)
+            await fake.wait_for(lambda: not _bot_can_attach(rig.bot, OTHER), 2, "the overwrite")
+            linked = await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
+            assert "Mirroring" in linked.text and "without Attach Files" in linked.text  # a warning only
+            await rig.connected("e5f6a7b8")
+            sent = [f"flood line {i:03d} " + "x" * 50 for i in range(120)]  # ~8000 characters
+            for line in sent:
+                srv.emit_console(line)
+            await fake.wait_for(lambda: posted_lines(fake.messages(OTHER)) == sent, 15, "every flood line")
+            messages = fake.messages(OTHER)
+            assert all(not m.attachments for m in messages)
+            notices = [m for m in messages if "Attach Files" in m.content]
+            assert len(notices) == 1
+            assert any(r.status == 403 and r.path == f"/channels/{OTHER}/messages" for r in fake.requests)
+            [link] = await rig.bot.store.links(GUILD)
+            assert not link.stopped
+
+
+def _bot_can_attach(bot: Any, channel_id: int) -> bool:
+    guild = bot.get_guild(GUILD)
+    return bool(guild.get_channel(channel_id).permissions_for(guild.me).attach_files)
+
+
+def posted_lines(messages: list[PostedMessage]) -> list[str]:
+    """The console lines of every message's code block, in order."""
+    lines: list[str] = []
+    for message in messages:
+        content = message.content
+        if "```" in content:
+            body = content[content.index("\n", content.index("```")) + 1 : content.rindex("```")]
+            lines.extend(body.rstrip("\n").split("\n"))
+    return lines
 
 
 async def test_a_deleted_channel_loses_its_links(tmp_path: Path) -> None:
@@ -77,7 +183,7 @@ async def test_a_deleted_channel_loses_its_links(tmp_path: Path) -> None:
         build_world(fake)
         async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
             await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")
-            fake._dispatch_soon("CHANNEL_DELETE", fake.guilds[GUILD].channels.pop(OTHER).payload())
+            fake.guilds[GUILD].delete_channel(OTHER)
 
             async def gone() -> bool:  # forgotten by the store, then stopped in the relay
                 return await rig.bot.store.links(GUILD) == [] and rig.bot.relay.link_health() == []

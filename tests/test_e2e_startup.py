@@ -10,6 +10,7 @@ from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
     GUILD,
+    GUILD2,
     USER,
     build_world,
     running_bot,
@@ -30,8 +31,8 @@ async def test_synced_commands_names_options_and_choices(tmp_path: Path) -> None
     async with Emulator() as emu, FakeDiscord() as fake:
         build_world(fake)
         async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
-            assert rig.bot.synced_scopes == [f"guild:{GUILD}"]
-        assert list(fake.synced_commands) == [GUILD]  # guild sync only: GUILD_IDS is set
+            assert rig.bot.command_sync.synced == (GUILD,)
+        assert list(fake.synced_commands) == [GUILD]  # the allowed guilds only, never global
         synced = {c["name"]: c for c in fake.synced_commands[GUILD]}
         assert set(synced) == COMMANDS
         for name, command in synced.items():
@@ -87,7 +88,7 @@ async def test_restart_restores_links_and_skips_an_unchanged_sync(tmp_path: Path
 
         async with running_bot(emu, fake, settings) as rig:
             assert fake.command_put_count == 1  # same commands: no second PUT
-            assert rig.bot.synced_scopes == []
+            assert rig.bot.command_sync.synced == ()
             await rig.connected("a1b2c3d4")
             srv.emit_console("after the restart")
             await rig.wait_for_text(CONSOLE, "after the restart")
@@ -101,18 +102,53 @@ async def test_changed_commands_are_synced_again(tmp_path: Path) -> None:
         build_world(fake)
         settings = settings_for(emu, fake, tmp_path)
         async with running_bot(emu, fake, settings) as rig:
-            await rig.bot.store.set_meta(f"commands.synced:guild:{GUILD}", "an older hash")
+            await rig.bot.store.set_meta("commands.synced", "an older hash")
         async with running_bot(emu, fake, settings):
             pass
         assert fake.command_put_count == 2
 
 
-async def test_global_sync_when_no_guild_ids_and_dms_are_refused(tmp_path: Path) -> None:
+async def test_stale_global_commands_are_removed_at_start_up(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        stale = [{"name": "servers", "description": "an earlier run's", "type": 1}]
+        fake.register_commands(None, stale)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings) as rig:
+            assert fake.registered_commands(None) == []
+            assert rig.bot.command_sync.globals_removed == 1
+            assert fake.synced_commands[None] == []  # one PUT [] for the global scope...
+        assert [r.method for r in fake.requests if r.path.endswith(f"/{fake.application_id}/commands")] == [
+            "GET",
+            "PUT",
+        ]
+        async with running_bot(emu, fake, settings) as rig:  # ...and none once nothing is left
+            assert rig.bot.command_sync.globals_removed == 0
+        global_calls = [
+            r.method for r in fake.requests if r.path.endswith(f"/{fake.application_id}/commands")
+        ]
+        assert global_calls == ["GET", "PUT", "GET"]
+
+
+async def test_a_guild_dropped_from_guild_ids_loses_its_commands(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        fake.add_guild(GUILD2, "Second")
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path, guild_ids=(GUILD, GUILD2))):
+            assert {c["name"] for c in fake.registered_commands(GUILD2)} == COMMANDS
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            assert rig.bot.command_sync.synced == (GUILD,) and rig.bot.command_sync.cleared == (GUILD2,)
+            assert fake.registered_commands(GUILD2) == []
+            assert {c["name"] for c in fake.registered_commands(GUILD)} == COMMANDS
+
+
+async def test_dms_are_refused(tmp_path: Path) -> None:
     async with Emulator() as emu, FakeDiscord() as fake:
         emu.add_server("Survival", identifier="a1b2c3d4")
         build_world(fake)
-        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path, guild_ids=())) as rig:
-            assert list(fake.synced_commands) == [None]
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            # A global registration Discord still dispatches (from DMs too) reaches the bot's guard.
+            fake.register_commands(None, fake.synced_commands[GUILD])
             for command, opts in (("servers", None), ("power", {"server": "Survival", "action": "start"})):
                 inter = await fake.invoke(None, 4242, ADMIN, command, opts)
                 await inter.wait_done(5)
@@ -120,7 +156,6 @@ async def test_global_sync_when_no_guild_ids_and_dms_are_refused(tmp_path: Path)
                 assert [r["type"] for r in inter.responses] == [4]
             assert emu.server("a1b2c3d4").received == []
             assert not any("a1b2c3d4" in r.path for r in emu.requests)
-            # Guild invocations of the global commands work as usual.
             listed = await rig.run("servers", user=USER)
             assert "Survival" in listed.text
 
@@ -130,7 +165,7 @@ async def test_a_panel_that_is_down_does_not_stop_start_up(tmp_path: Path) -> No
         build_world(fake)
         settings = settings_for(emu, fake, tmp_path)
         async with running_bot(emu, fake, settings) as rig:
-            await rig.bot.add_link(
+            await rig.bot.links.add(
                 guild_id=GUILD, channel_id=CONSOLE, server=_server("a1b2c3d4", "Survival"), created_by=ADMIN
             )
         down = settings_for(emu, fake, tmp_path, panel_url=f"http://127.0.0.1:{unused_port()}")

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.fake_discord_models import ATTACH_FILES, VIEW_CHANNEL
 
 GUILD = 810000000000000001
 CONSOLE = 810000000000000002
@@ -370,6 +371,32 @@ async def test_unknown_channel_and_oversized_content_are_refused(fake: FakeDisco
     with pytest.raises(discord.HTTPException) as too_long:
         await bot.get_partial_messageable(CONSOLE).send("x" * 2001)
     assert too_long.value.status == 400 and too_long.value.code == 50035
+
+
+async def test_channel_overwrites_decide_discords_refusal_codes(fake: FakeDiscord, bot: _Bot) -> None:
+    guild = fake.guilds[GUILD]
+    channel = bot.get_partial_messageable(OTHER)
+    guild.set_overwrite(OTHER, fake.bot_user_id, deny=ATTACH_FILES, member=True)
+    with pytest.raises(discord.Forbidden) as no_files:
+        await channel.send("with a file", file=discord.File(io.BytesIO(b"x"), filename="x.txt"))
+    assert no_files.value.code == 50013
+    await channel.send("text still goes")
+    guild.set_overwrite(OTHER, GUILD, deny=VIEW_CHANNEL)  # @everyone
+    with pytest.raises(discord.Forbidden) as hidden:
+        await channel.send("unseen")
+    assert hidden.value.code == 50001
+    guild.set_overwrite(OTHER, fake.bot_user_id, allow=VIEW_CHANNEL, member=True)  # the member's own wins
+    await channel.send("seen again")
+    await fake.wait_for(
+        lambda: len(bot.get_channel(OTHER).overwrites) == 2,  # type: ignore[union-attr]
+        2,
+        "the overwrites in the client's cache (CHANNEL_UPDATE)",
+    )
+    guild.delete_channel(OTHER)
+    with pytest.raises(discord.NotFound) as gone:
+        await channel.send("gone")
+    assert gone.value.code == 10003
+    assert [m.content for m in fake.messages(OTHER)] == ["text still goes", "seen again"]
 
 
 async def test_edit_delete_and_reaction(fake: FakeDiscord, bot: _Bot) -> None:

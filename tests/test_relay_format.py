@@ -324,3 +324,15 @@ def test_unicode_is_counted_in_characters() -> None:
     assert [len(p) for p in pieces] == [1992, 1992, 16]
     assert "".join(pieces) == line
     assert len(render_block([pieces[0]], PLAIN)) == MESSAGE_LIMIT
+
+
+def test_enormous_sgr_parameters_are_neither_fatal_nor_cached() -> None:
+    from bot.relay import format as fmt
+
+    before = fmt._apply_sgr_cached.cache_info().currsize
+    for i in range(50):  # each different, each over ten thousand characters
+        huge = "\x1b[" + ";".join([f"{i}" + "9" * 5000, "38", "2", "9" * 5000, "1", "1"]) + "mred\x1b[0m"
+        text, _ = clean_ansi(huge)
+        assert text == "\x1b[31mred\x1b[0m"
+    assert fmt._apply_sgr_cached.cache_info().currsize - before <= 2  # only the short "0" (and similar)
+    assert plain_copy(clean_line(huge, ColorMode.PLAIN)) == "red"

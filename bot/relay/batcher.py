@@ -9,11 +9,13 @@ The caller owns the clock and the sending. A loop looks like::
             ok = await send(out)
             batcher.done(ok, clock())
 
-Rules (SPEC §8): one send in flight; ``min_interval`` between send starts; everything pending goes in
+Rules (docs/behaviour.md, "The console mirror"): one send in flight; ``min_interval`` between send starts; everything pending goes in
 the next message. When it does not fit, the message shows the most recent lines that fit and the whole
-pending text as a ``.txt`` attachment. A line is split across messages only when it is pending alone
+pending text as a ``.txt`` attachment (or, while the channel refuses files, the oldest lines that fit, the
+rest following in the next messages). A line is split across messages only when it is pending alone
 and too long for one message (and needs at most ``max_split`` messages; longer goes in a file). The
-backlog is bounded by ``max_pending_bytes``: the oldest lines are dropped and the next message says
+backlog is bounded by ``max_pending_bytes`` (what is really held: text plus ``LINE_OVERHEAD`` per line) and
+``max_pending_lines``: the oldest lines are dropped and the next message says
 how many. A failed send is put back at the front, so retries neither duplicate nor reorder.
 
 Blank lines (nothing visible) are kept in the stream but not shown at a block's ends, where Discord
@@ -49,6 +51,11 @@ log = logging.getLogger(__name__)
 
 ATTACHMENT_LIMIT = 10 * 1024 * 1024  # Discord's default per-file limit
 MAX_PENDING_NOTICES = 50
+# What a held line costs beyond its text: the record (a 5-tuple, 80 bytes), its sequence number (28), the str
+# object's header (49) and the queue's slot (8), measured with sys.getsizeof and tracemalloc (about 190 bytes
+# for a short line). Counted against the bound, so a console printing empty lines cannot hold more than it.
+LINE_OVERHEAD = 192
+MAX_PENDING_LINES = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ class _Line(NamedTuple):
     text: str  # cleaned for the mode
     start: SgrState  # colour state before the line (ANSI mode)
     end: SgrState  # colour state after it
-    nbytes: int  # utf-8 bytes plus the newline
+    nbytes: int  # what holding it costs: utf-8 bytes, the newline and LINE_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +102,8 @@ class _Batch:
 
 
 def _nbytes(text: str) -> int:
-    return (len(text) if text.isascii() else len(text.encode())) + 1
+    """What a held line costs: its UTF-8 text and newline, plus the fixed overhead of holding it."""
+    return (len(text) if text.isascii() else len(text.encode())) + 1 + LINE_OVERHEAD
 
 
 def _plural(n: int, word: str) -> str:
@@ -111,6 +119,7 @@ class Batcher:
         mode: ColorMode = ColorMode.PLAIN,
         min_interval: float = 1.0,
         max_pending_bytes: int = 4 * 1024 * 1024,
+        max_pending_lines: int = MAX_PENDING_LINES,
         limit: int = MESSAGE_LIMIT,
         linger: float = 0.0,
         max_backoff: float = 30.0,
@@ -123,6 +132,7 @@ class Batcher:
         self._mode = mode
         self._min_interval = min_interval
         self._max_bytes = max_pending_bytes
+        self._max_lines = max_pending_lines
         self._limit = limit
         self._linger = linger  # wait this long after the first pending item, to batch bursts
         self._max_backoff = max_backoff
@@ -143,6 +153,7 @@ class Batcher:
         self._failures = 0
         self._retry_at = -math.inf
         self._pending_since: float | None = None
+        self._no_files_until = -math.inf  # the channel refused a file: messages go without one until then
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -161,7 +172,7 @@ class Batcher:
         self._bytes += item.nbytes
         self._chars += len(text)
         self._mark_pending(now)
-        if self._bytes > self._max_bytes:
+        if self._bytes > self._max_bytes or len(self._lines) > self._max_lines:
             self._enforce_bound()
         return seq
 
@@ -182,7 +193,7 @@ class Batcher:
 
     def _enforce_bound(self) -> None:
         dropped = 0
-        while self._bytes > self._max_bytes and self._lines:
+        while (self._bytes > self._max_bytes or len(self._lines) > self._max_lines) and self._lines:
             item = self._lines.popleft()
             self._bytes -= item.nbytes
             self._chars -= len(item.text)
@@ -234,7 +245,7 @@ class Batcher:
         when = self.due(now)
         if when is None or when > now:
             return None
-        batch = self._build()
+        batch = self._build(files=now >= self._no_files_until)
         if batch is None:
             return None
         self._inflight = batch
@@ -253,19 +264,37 @@ class Batcher:
             return
         self._failures += 1
         self._retry_at = now + min(self._min_interval * 2 ** (self._failures - 1), self._max_backoff)
+        self._requeue(batch)
+
+    def files_refused(self, now: float, pause: float) -> None:
+        """The message in flight was refused for its attachment: it goes back to be sent again at once, and
+        for `pause` seconds messages carry no file (what would have been attached follows in later messages)."""
+        batch = self._inflight
+        if batch is None:
+            raise RuntimeError("files_refused() without a message in flight")
+        self._inflight = None
+        self._no_files_until = now + pause
+        self._last_start = None
+        self._requeue(batch)
+
+    def _requeue(self, batch: _Batch) -> None:
+        """Put a message that was not posted back in front of the queues, in order."""
         if batch.partial is not None:
             self._partial = batch.partial
-        if batch.lines:
-            self._lines.extendleft(reversed(batch.lines))
-            self._bytes += sum(item.nbytes for item in batch.lines)
-            self._chars += sum(len(item.text) for item in batch.lines)
+        self._put_back(batch.lines)
         self._notices.extendleft(reversed(batch.notices))
         self._unreported += batch.dropped
         if batch.pending_since is not None:
             since = self._pending_since
             self._pending_since = batch.pending_since if since is None else min(since, batch.pending_since)
-        if self._bytes > self._max_bytes:
+        if self._bytes > self._max_bytes or len(self._lines) > self._max_lines:
             self._enforce_bound()
+
+    def _put_back(self, lines: list[_Line]) -> None:
+        if lines:
+            self._lines.extendleft(reversed(lines))
+            self._bytes += sum(item.nbytes for item in lines)
+            self._chars += sum(len(item.text) for item in lines)
 
     def _take_head(self) -> tuple[list[str], list[str], int]:
         """Drop report and notices for the next message, within half of it."""
@@ -283,7 +312,7 @@ class Batcher:
         head.extend(notices)
         return head, notices, dropped
 
-    def _build(self) -> _Batch | None:
+    def _build(self, *, files: bool) -> _Batch | None:
         pending_since = self._pending_since
         head, notices, dropped = self._take_head()
         # room left for the code block (and the newline that separates it from the head)
@@ -312,6 +341,19 @@ class Batcher:
                 item = lines[0]
                 partial_before = _Partial(item, item.text, item.start, item.nbytes)
                 lines, line_count = [], 0  # counted with the last piece
+            elif not files:
+                # No attachment possible: the oldest lines that fit now, the rest in the next messages.
+                end = self._fitting(lines, lo, hi, room)
+                if end > lo:
+                    self._put_back(lines[end:])
+                    lines = lines[:end]
+                    line_count, last_seq = end, lines[-1].seq
+                    block = self._render(lines, *self._visible(lines, lo, end))
+                else:  # its first line alone is too long for a message: in pieces, however many
+                    item = lines[lo]
+                    self._put_back(lines[lo + 1 :])
+                    partial_before = _Partial(item, item.text, item.start, item.nbytes)
+                    lines, line_count = [], 0
             else:
                 head, block = self._overflow(lines, lo, hi, head, room)
                 attachment = (plain_copy("\n".join(item.text for item in lines)) + "\n").encode()
@@ -329,6 +371,16 @@ class Batcher:
             return None  # only blank lines: consumed, nothing to show
         out = Outgoing("\n".join(parts), attachment, name, line_count, dropped, first_seq, last_seq)
         return _Batch(out, lines, notices, dropped, partial_before, pending_since)
+
+    def _fitting(self, lines: list[_Line], lo: int, hi: int, room: int) -> int:
+        """The end of the longest run lines[lo:end] whose block fits in `room` (lo when not even one line)."""
+        end, chars = lo, 0
+        while end < hi:
+            size = chars + len(lines[end].text)
+            if self._block_len(lines, lo, end + 1, size) > room:
+                break
+            end, chars = end + 1, size
+        return end
 
     def _visible(self, lines: list[_Line], lo: int, hi: int) -> tuple[int, int]:
         """Trim blank lines at both ends of lines[lo:hi]."""

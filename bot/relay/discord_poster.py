@@ -7,11 +7,20 @@ import io
 import aiohttp
 import discord
 
-from bot.relay.sender import ChannelGone, PostFailed, PostRejected
+from bot.relay.sender import ChannelGone, FileRefused, PostFailed, PostRejected
+
+# Discord's JSON error codes that decide what happens to a link (docs/behaviour.md, "The console mirror").
+UNKNOWN_CHANNEL = 10003
+MISSING_ACCESS = 50001
+MISSING_PERMISSIONS = 50013
 
 
 class DiscordPoster:
-    """Posts through discord.py (which waits on Discord's rate-limit headers), with mentions off."""
+    """Posts through discord.py (which waits on Discord's rate-limit headers), with mentions off.
+
+    Discord's refusals are read by their JSON code: an unknown channel or lost access stops the link
+    (`ChannelGone`), a missing permission for a file only drops the file (`FileRefused`).
+    """
 
     def __init__(self, client: discord.Client) -> None:
         self._client = client
@@ -28,9 +37,19 @@ class DiscordPoster:
                     content, file=discord.File(io.BytesIO(data), filename=name), allowed_mentions=self._none
                 )
         except discord.Forbidden as exc:
-            raise ChannelGone(f"Discord refused the channel (missing permissions, code {exc.code})") from None
+            if exc.code == MISSING_PERMISSIONS and attachment is not None:
+                raise FileRefused() from None
+            if exc.code == MISSING_PERMISSIONS:
+                raise ChannelGone("Wingbeat lacks the Send Messages permission in the channel") from None
+            if exc.code == MISSING_ACCESS:
+                raise ChannelGone("Wingbeat lost access to the channel (View Channel)") from None
+            if not exc.code:  # not Discord's own JSON (a proxy in between): may work later
+                raise PostFailed("Discord answered HTTP 403 without an error code") from None
+            raise ChannelGone(f"Discord refused the channel (code {exc.code})") from None
         except discord.NotFound as exc:
-            raise ChannelGone(f"the channel no longer exists (code {exc.code})") from None
+            if exc.code == UNKNOWN_CHANNEL:
+                raise ChannelGone("the channel no longer exists") from None
+            raise PostFailed(f"Discord answered HTTP 404 (code {exc.code})") from None
         except discord.HTTPException as exc:
             if 400 <= exc.status < 500 and exc.status != 429:
                 raise PostRejected(f"HTTP {exc.status}, code {exc.code}") from None

@@ -111,7 +111,11 @@ _COLOUR_256 = tuple(n % 8 if n < 16 else nearest_colour(*_xterm_256_rgb(n)) for 
 
 
 def _int(text: str) -> int:
-    return int(text) if text else 0
+    # A hostile console may send thousands of digits: no SGR number that means anything is that long, and
+    # int() refuses over 4300 digits anyway.
+    if not text:
+        return 0
+    return int(text) if len(text) <= 6 else 1_000_000
 
 
 def _extended(mode: int, args: Sequence[str]) -> int | None:
@@ -210,8 +214,21 @@ def _transition(old: SgrState, new: SgrState) -> str:
     return "\x1b[" + ";".join(codes) + "m"
 
 
-@lru_cache(maxsize=8192)
+SGR_CACHE_PARAMS = 32  # longer parameter strings are worked out each time: a cache key must stay small
+
+
 def _apply_sgr(state: SgrState, params: str) -> tuple[SgrState, str]:
+    if len(params) <= SGR_CACHE_PARAMS:
+        return _apply_sgr_cached(state, params)
+    return _sgr_step(state, params)
+
+
+@lru_cache(maxsize=8192)  # at most 8192 keys of at most SGR_CACHE_PARAMS characters
+def _apply_sgr_cached(state: SgrState, params: str) -> tuple[SgrState, str]:
+    return _sgr_step(state, params)
+
+
+def _sgr_step(state: SgrState, params: str) -> tuple[SgrState, str]:
     new = _next_state(state, params)
     return new, _transition(state, new)
 

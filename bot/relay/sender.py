@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from bot.redact import hide_addresses
 from bot.relay.batcher import Batcher
 from bot.relay.budget import RequestBudget
 from bot.settings import ColorMode
@@ -16,8 +17,21 @@ from bot.settings import ColorMode
 log = logging.getLogger(__name__)
 
 
+FILES_PAUSE = (
+    300.0  # after a refused file, messages go without files this long (and the notice repeats no sooner)
+)
+ATTACH_FILES_NOTICE = (
+    "⚠️ Wingbeat lacks the Attach Files permission here: long console output comes as several messages "
+    "instead of one file."
+)
+
+
 class ChannelGone(Exception):
-    """Discord refused the channel for good (403/404): the link must stop. The message says why."""
+    """Discord refused the channel (unknown channel, lost access): the link must stop. The message says why."""
+
+
+class FileRefused(Exception):
+    """Discord refused a message's attachment (missing Attach Files): the message can go without it."""
 
 
 class PostFailed(Exception):
@@ -29,7 +43,7 @@ class PostRejected(Exception):
 
 
 class Poster(Protocol):
-    """Posts one message to a channel. Raises `ChannelGone` or `PostFailed`."""
+    """Posts one message to a channel. Raises `ChannelGone`, `FileRefused`, `PostFailed` or `PostRejected`."""
 
     async def post(self, channel_id: int, content: str, attachment: tuple[str, bytes] | None) -> None: ...
 
@@ -49,6 +63,7 @@ class ChannelSender:
         on_gone: Callable[[int, str], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        files_pause: float = FILES_PAUSE,
     ) -> None:
         self.channel_id = channel_id
         self._poster = poster
@@ -56,6 +71,7 @@ class ChannelSender:
         self._on_gone = on_gone
         self._clock = clock
         self._wall = wall
+        self._files_pause = files_pause
         self.batcher = Batcher(mode=mode, min_interval=min_interval, max_pending_bytes=max_pending_bytes)
         self._wake = asyncio.Event()
         self._idle = False  # waiting with nothing pending: only then does a new line need to wake the task
@@ -80,6 +96,11 @@ class ChannelSender:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def busy(self) -> bool:
+        """Something is pending or being posted (and the channel has not stopped)."""
+        return self.stopped is None and self._task is not None and self.batcher.due(self._clock()) is not None
+
     def push_line(self, line: str) -> None:
         if self.stopped is None:
             self.batcher.push_line(line, self._clock())
@@ -87,8 +108,9 @@ class ChannelSender:
                 self._wake.set()
 
     def push_notice(self, text: str) -> None:
+        """Queue a short line for the channel (a report, a status change); internal addresses are hidden."""
         if self.stopped is None:
-            self.batcher.push_notice(text, self._clock())
+            self.batcher.push_notice(hide_addresses(text), self._clock())
             if self._idle:
                 self._wake.set()
 
@@ -130,6 +152,15 @@ class ChannelSender:
                     self.batcher.done(False, self._clock())
                     await self._stop(str(gone))
                     return
+                except FileRefused:
+                    # The same lines go again at once without the file; none is lost.
+                    self.batcher.files_refused(self._clock(), self._files_pause)
+                    self.last_error = "Discord refused a file: the Attach Files permission is missing"
+                    log.warning(
+                        "channel %d refuses files (Attach Files missing); posting without", self.channel_id
+                    )
+                    self.push_notice(ATTACH_FILES_NOTICE)
+                    continue
                 except PostFailed as exc:
                     self._failed(str(exc))
                     continue

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.names import safe_name
 from bot.relay.budget import RequestBudget
 from bot.relay.notices import MIRRORED, event_line, status_line
 from bot.relay.sender import ChannelSender, Poster
@@ -154,7 +156,7 @@ class ConsoleRelay:
                 sender = self._senders.get(channel_id)
                 if sender is not None:
                     shared = len(self._channel_servers.get(channel_id, ())) > 1
-                    out.append((sender, f"[{name}] " if shared else ""))
+                    out.append((sender, f"[{safe_name(name)}] " if shared else ""))
             targets = self._target_cache[server] = tuple(out)
         return targets
 
@@ -212,6 +214,20 @@ class ConsoleRelay:
 
     def senders(self) -> list[ChannelSender]:
         return list(self._senders.values())
+
+    async def flush(self, timeout: float) -> bool:
+        """At shutdown: take no more lines, and post what is pending for up to `timeout` s; True when all went."""
+        for sub in self._subs.values():
+            self._manager.unsubscribe(sub)
+        self._subs.clear()
+        deadline = self._clock() + timeout
+        # Shutdown only, and senders say nothing when they are done: look every 50 ms.
+        while any(sender.busy for sender in self._senders.values()):
+            if self._clock() >= deadline:
+                log.warning("shutting down with console lines not yet posted")
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def close(self) -> None:
         for sub in self._subs.values():

@@ -36,7 +36,10 @@ import yarl
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.fake_discord_models import (
+    ATTACH_FILES,
     EPHEMERAL,
+    SEND_MESSAGES,
+    VIEW_CHANNEL,
     Answer,
     FakeChannel,
     FakeGuild,
@@ -289,6 +292,22 @@ class FakeDiscord:
         self._dispatch_soon("GUILD_CREATE", guild.payload())
         return guild
 
+    # -- discord helper: commands an earlier run left registered ------------------------------------------------
+
+    def register_commands(self, scope: int | None, payloads: list[dict[str, Any]]) -> None:
+        """Registers commands as an earlier run of the bot would have (scope None: global).
+
+        Like Discord, the fake dispatches a global command from any guild the bot is in (and from DMs),
+        whatever the guild's own commands are, until the application replaces them.
+        """
+        self._register(scope, [dict(p) for p in payloads])
+
+    def registered_commands(self, scope: int | None) -> list[dict[str, Any]]:
+        """What Discord holds for a scope now (None: global)."""
+        return list(self._registered.get(scope, []))
+
+    # -- end of discord helper --------------------------------------------------------------------------------
+
     def channel(self, channel_id: int) -> FakeChannel | None:
         for guild in self.guilds.values():
             if channel_id in guild.channels:
@@ -351,8 +370,14 @@ class FakeDiscord:
         *,
         bot: bool = False,
         webhook_id: int | None = None,
+        message_type: int = 0,
+        reference: int | None = None,
     ) -> int:
-        """Dispatches MESSAGE_CREATE as if a user typed `content`; returns the message id."""
+        """Dispatches MESSAGE_CREATE as if a user typed `content`; returns the message id.
+
+        `message_type` other than 0 makes it a system message as Discord sends them (4 channel renamed, 6 pinned,
+        7 member joined, 18 thread created: its content is the thread's name; 19 a reply to `reference`).
+        """
         self._require_connection()
         message_id = snowflake()
         guild = self.guilds.get(guild_id) if guild_id is not None else None
@@ -361,7 +386,7 @@ class FakeDiscord:
         data: dict[str, Any] = {
             "id": str(message_id),
             "channel_id": str(channel_id),
-            "type": 0,
+            "type": message_type,
             "content": content,
             "author": user_payload(user_id, name, bot=bot or (member.bot if member else False)),
             "timestamp": iso_now(),
@@ -382,9 +407,24 @@ class FakeDiscord:
                 data["member"] = member.payload(with_user=False)
         if webhook_id is not None:
             data["webhook_id"] = str(webhook_id)
+        if reference is not None:
+            data["message_reference"] = {"message_id": str(reference), "channel_id": str(channel_id)}
+            if guild_id is not None:
+                data["message_reference"]["guild_id"] = str(guild_id)
         self.user_messages[message_id] = data
         self._dispatch_soon("MESSAGE_CREATE", data)
         return message_id
+
+    # -- discord helper: edits ---------------------------------------------------------------------------------
+
+    async def edit_user_message(self, message_id: int, content: str) -> None:
+        """Dispatches MESSAGE_UPDATE as if the author edited a message sent with `send_user_message`."""
+        self._require_connection()
+        data = self.user_messages[message_id]
+        data.update(content=content, edited_timestamp=iso_now())
+        self._dispatch_soon("MESSAGE_UPDATE", dict(data))
+
+    # -- end of discord helper --------------------------------------------------------------------------------
 
     async def invoke(
         self,
@@ -610,14 +650,16 @@ class FakeDiscord:
 
     @staticmethod
     def _wants(conn: _GatewayConn, event: str, data: dict[str, Any]) -> bool:
-        if event != "MESSAGE_CREATE":
+        if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
             return True
         needed = INTENT_GUILD_MESSAGES if "guild_id" in data else INTENT_DIRECT_MESSAGES
         return bool(conn.intents & needed)
 
     def _filtered(self, conn: _GatewayConn, event: str, data: dict[str, Any]) -> dict[str, Any]:
         # Without the privileged intent Discord blanks content of guild messages that do not mention us.
-        if event != "MESSAGE_CREATE" or conn.intents & INTENT_MESSAGE_CONTENT or "guild_id" not in data:
+        if event not in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
+            return data
+        if conn.intents & INTENT_MESSAGE_CONTENT or "guild_id" not in data:
             return data
         if f"<@{self.bot_user_id}>" in data.get("content", ""):
             return data
@@ -990,6 +1032,9 @@ class FakeDiscord:
         payload = json.loads(await request.read())
         self.command_put_count += 1
         self.synced_commands[scope] = payload
+        return _json(self._register(scope, payload))
+
+    def _register(self, scope: int | None, payload: list[dict[str, Any]]) -> list[dict[str, Any]]:
         echoed = []
         for cmd in payload:
             key = (scope, cmd["name"], int(cmd.get("type", 1)))
@@ -1011,7 +1056,7 @@ class FakeDiscord:
                 }
             )
         self._registered[scope] = echoed
-        return _json(echoed)
+        return echoed
 
     async def _get_commands(self, request: web.Request) -> web.Response:
         scope = int(request.match_info["guild_id"]) if "guild_id" in request.match_info else None
@@ -1061,6 +1106,9 @@ class FakeDiscord:
     async def _create_message(self, request: web.Request) -> web.Response:
         channel = self._channel_or_404(request)
         payload, files = await self._read_body(request)
+        refused = self._refused(channel, files)
+        if refused is not None:
+            return refused
         invalid = self._invalid(payload, files)
         if invalid is not None:
             return invalid
@@ -1080,6 +1128,23 @@ class FakeDiscord:
         self._messages.setdefault(channel.id, []).append(posted)
         self._message_index[message_id] = posted
         return _json(obj)
+
+    # -- discord helper: what Discord answers a bot that lacks a channel permission ------------------------------
+
+    def _refused(self, channel: FakeChannel, files: list[tuple[str, bytes]]) -> web.Response | None:
+        """403 Missing Access (50001) without View Channel; 403 Missing Permissions (50013) without Send
+        Messages, or without Attach Files for a message with a file."""
+        guild = self.guilds.get(channel.guild_id) if channel.guild_id is not None else None
+        if guild is None:
+            return None
+        perms = guild.channel_permissions(channel.id, self.bot_user_id)
+        if not perms & VIEW_CHANNEL:
+            return _error(403, 50001, "Missing Access")
+        if not perms & SEND_MESSAGES or (files and not perms & ATTACH_FILES):
+            return _error(403, 50013, "Missing Permissions")
+        return None
+
+    # -- end of discord helper --------------------------------------------------------------------------------
 
     def _posted_or_404(self, request: web.Request) -> PostedMessage:
         self._channel_or_404(request)

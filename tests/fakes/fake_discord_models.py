@@ -81,6 +81,24 @@ class FakeRole:
         }
 
 
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+ATTACH_FILES = 1 << 15
+
+
+@dataclass
+class FakeOverwrite:
+    """A channel permission overwrite: `kind` 0 for a role (the guild id is @everyone), 1 for a member."""
+
+    id: int
+    kind: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        return {"id": str(self.id), "type": self.kind, "allow": str(self.allow), "deny": str(self.deny)}
+
+
 @dataclass
 class FakeChannel:
     id: int
@@ -88,7 +106,7 @@ class FakeChannel:
     type: int = 0
     guild_id: int | None = None
     position: int = 0
-    overwrites: list[dict[str, Any]] = field(default_factory=list)  # Discord's permission_overwrites
+    overwrites: list[FakeOverwrite] = field(default_factory=list)
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -96,7 +114,7 @@ class FakeChannel:
             "type": self.type,
             "name": self.name,
             "position": self.position,
-            "permission_overwrites": [dict(o) for o in self.overwrites],
+            "permission_overwrites": [o.payload() for o in self.overwrites],
             "parent_id": None,
             "nsfw": False,
             "topic": None,
@@ -187,15 +205,45 @@ class FakeGuild:
         self._owner._dispatch_soon("GUILD_MEMBER_UPDATE" if existed else "GUILD_MEMBER_ADD", data)
         return member
 
+    # -- discord helper: channel permissions and deletion --------------------------------------------------------
+
     def set_overwrite(
         self, channel_id: int, target_id: int, *, allow: int = 0, deny: int = 0, member: bool = False
     ) -> None:
-        """Sets a channel's permission overwrite for a role (or, `member=True`, a member), as Discord stores it."""
+        """Sets a permission overwrite on a channel (a role, @everyone = the guild id, or a member)."""
         channel = self.channels[channel_id]
-        channel.overwrites = [o for o in channel.overwrites if int(o["id"]) != target_id]
-        entry = {"id": str(target_id), "type": 1 if member else 0, "allow": str(allow), "deny": str(deny)}
-        channel.overwrites.append(entry)
+        channel.overwrites = [o for o in channel.overwrites if o.id != target_id]
+        channel.overwrites.append(FakeOverwrite(target_id, 1 if member else 0, allow, deny))
         self._owner._dispatch_soon("CHANNEL_UPDATE", channel.payload())
+
+    def delete_channel(self, channel_id: int) -> None:
+        """Deletes a channel: later requests for it get 404 Unknown Channel (10003)."""
+        channel = self.channels.pop(channel_id)
+        self._owner._dispatch_soon("CHANNEL_DELETE", channel.payload())
+
+    def channel_permissions(self, channel_id: int, user_id: int) -> int:
+        """A member's permissions in a channel, overwrites applied in Discord's order."""
+        perms = self.computed_permissions(user_id)
+        channel = self.channels.get(channel_id)
+        if channel is None or perms == ALL_PERMISSIONS:
+            return perms
+        member = self.members.get(user_id)
+        roles = set(member.roles) if member else set()
+        by_id = {o.id: o for o in channel.overwrites}
+        everyone = by_id.get(self.id)
+        if everyone is not None:
+            perms = (perms & ~everyone.deny) | everyone.allow
+        allow = deny = 0
+        for o in channel.overwrites:
+            if o.kind == 0 and o.id in roles:
+                allow, deny = allow | o.allow, deny | o.deny
+        perms = (perms & ~deny) | allow
+        own = by_id.get(user_id)
+        if own is not None and own.kind == 1:
+            perms = (perms & ~own.deny) | own.allow
+        return perms
+
+    # -- end of discord helper --------------------------------------------------------------------------------
 
     # derived data
 
