@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot.store import ALL_SERVERS, TargetKind
+from bot.discord_access import AccessHost
+from bot.store import ALL_SERVERS, How, TargetKind
 from tests.e2e_helpers import (
     ADMIN,
+    CONSOLE,
     GUILD,
     USER,
     Rig,
@@ -20,7 +22,7 @@ from tests.e2e_helpers import (
     settings_for,
 )
 from tests.fakes.emulator import Emulator
-from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
 
 SURVIVAL, CREATIVE, EVENT = "a1b2c3d4", "e5f6a7b8", "c9d0e1f2"
 MOD_ROLE = 900000000000000101
@@ -55,6 +57,14 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         guild.add_member(ROBOT, "robot", bot=True)
         async with running_bot(emu, fake, settings_for(emu, fake, tmp_path, console_input=True)) as r:
             yield r
+
+
+async def reaction(rig: Rig, message_id: int, timeout: float = 5.0) -> str:
+    await rig.fake.wait_for(
+        lambda: any(m == message_id for _, m, _ in rig.fake.reactions), timeout, f"a reaction on {message_id}"
+    )
+    [emoji] = [e for _, m, e in rig.fake.reactions if m == message_id]
+    return emoji
 
 
 async def grant(rig: Rig, target: int, capability: str, *, user: int = ADMIN, **options: Any) -> str:
@@ -185,3 +195,184 @@ async def test_only_admins_manage_grants_and_an_admin_grant_cannot_hand_out_admi
     assert {g.capability for g in rig.bot.grant_book.grants(GUILD)} == {"admin", "control.restart"}
     # and no one gives `admin` to @everyone
     assert "every member an admin" in await grant(rig, GUILD, "admin")
+
+
+# -- every way in obeys the grants ----------------------------------------------------------------------------
+
+
+def power_frames(rig: Rig, identifier: str) -> list[str]:
+    return [args[0] for frame, args in rig.emu.server(identifier).received if frame == "set state"]
+
+
+def commands_sent(rig: Rig, identifier: str) -> list[str]:
+    return [args[0] for frame, args in rig.emu.server(identifier).received if frame == "send command"]
+
+
+def refused_at_once(inter: FakeInteraction) -> bool:
+    """Answered with one private message, never deferred: a refusal never shows publicly."""
+    return inter.ephemeral and [r["type"] for r in inter.responses] == [4]
+
+
+async def offered(rig: Rig, user: int, command: str, options: dict[str, Any] | None = None) -> list[str]:
+    choices = await rig.fake.autocomplete(GUILD, CONSOLE, user, command, options or {}, "server")
+    return [str(c["value"]) for c in choices]
+
+
+async def test_a_moderator_restarts_only_the_survival_server(rig: Rig) -> None:
+    host: AccessHost = rig.bot  # the bot is what the access check reads grants and settings from
+    assert host.grant_book is rig.bot.grant_book
+    await grant(rig, MOD_ROLE, "control.restart", server="Survival")
+
+    done = await rig.run("power", {"server": SURVIVAL, "action": "restart"}, user=MOD)
+    assert done.ephemeral and "✅" in done.text
+    by_name = await rig.run("power", {"server": "surv", "action": "restart"}, user=MOD)  # typed, not picked
+    assert "✅" in by_name.text
+    assert power_frames(rig, SURVIVAL) == ["restart", "restart"]
+
+    for server, action in (
+        ("Survival", "stop"),
+        ("Survival", "kill"),
+        ("Creative", "restart"),
+        ("Event", "start"),
+    ):
+        inter = await rig.run("power", {"server": server, "action": action}, user=MOD)
+        assert refused_at_once(inter), (server, action)
+        needed = {"stop": "control.stop", "kill": "control.stop"}.get(action, f"control.{action}")
+        assert f"members granted `{needed}` on **{server}**" in inter.text, inter.text
+        assert f"/power {action}" in inter.text
+    for other in ("logs", "command"):
+        options = {"server": "Survival"} | ({"command": "list"} if other == "command" else {})
+        assert refused_at_once(await rig.run(other, options, user=MOD))
+    assert refused_at_once(await rig.run("console", {"server": "Survival"}, subcommand="link", user=MOD))
+    # Wings saw nothing of the refusals
+    assert power_frames(rig, SURVIVAL) == ["restart", "restart"]
+    assert power_frames(rig, CREATIVE) == power_frames(rig, EVENT) == []
+    assert commands_sent(rig, SURVIVAL) == []
+
+    # the refusals are audited with their server and arguments
+    async def refusals() -> list[Any]:
+        rows = await rig.bot.store.recent_audit(guild_id=GUILD, user_id=MOD)
+        return [e for e in rows if e.outcome.startswith("refused")]
+
+    async def all_written() -> bool:
+        return len(await refusals()) == 6  # four /power, /command, /console link (/logs is not audited)
+
+    await eventually(all_written)
+    rows = {(e.action, e.server_identifier, e.arguments) for e in await refusals()}
+    # the server column holds the server judged; the arguments are what was typed
+    assert ("power", SURVIVAL, "server=Survival action=kill") in rows
+    assert ("power", CREATIVE, "server=Creative action=restart") in rows
+    assert ("command", SURVIVAL, "server=Survival command=list") in rows
+
+
+async def test_autocomplete_offers_only_the_servers_a_member_may_use(rig: Rig) -> None:
+    await grant(rig, MOD_ROLE, "control.restart", server="Survival")
+    await grant(rig, MOD, "control.stop", server="Creative")
+    assert await offered(rig, MOD, "power") == [CREATIVE, SURVIVAL]  # any power capability counts
+    assert await offered(rig, MOD, "power", {"action": "restart"}) == [SURVIVAL]
+    assert await offered(rig, MOD, "power", {"action": "kill"}) == [CREATIVE]
+    assert await offered(rig, MOD, "logs") == []
+    assert await offered(rig, MOD, "status") == [CREATIVE, EVENT, SURVIVAL]  # view is still open to all
+    assert await offered(rig, USER, "power") == []
+    assert await offered(rig, ADMIN, "power") == [CREATIVE, EVENT, SURVIVAL]
+    choices = await rig.fake.autocomplete(GUILD, CONSOLE, MOD, "console", {}, "server", subcommand="link")
+    assert choices == []  # admin-only
+
+
+async def test_console_input_obeys_grants_and_patterns(rig: Rig) -> None:
+    await grant(rig, EVENT_ROLE, "control.console", server="Event", commands="say *, whitelist add *")
+    linked = await rig.run("console", {"server": "Event", "channel": CONSOLE}, subcommand="link")
+    assert "Mirroring" in linked.text
+    await rig.connected(EVENT)
+
+    allowed = await rig.fake.send_user_message(GUILD, CONSOLE, HELPER, "SAY hello; stop")
+    assert await reaction(rig, allowed) == "✅"
+    refused = await rig.fake.send_user_message(GUILD, CONSOLE, HELPER, "stop")
+    assert await reaction(rig, refused) == "⛔"
+    spaced = await rig.fake.send_user_message(GUILD, CONSOLE, HELPER, " op me")
+    assert await reaction(rig, spaced) == "⛔"
+    chatter = await rig.fake.send_user_message(GUILD, CONSOLE, MOD, "say I hold no grant here")
+    marker = await rig.fake.send_user_message(GUILD, CONSOLE, HELPER, "whitelist add bob")
+    assert await reaction(rig, marker) == "✅"
+    assert not any(m == chatter for _, m, _ in rig.fake.reactions)  # conversation, not a command
+    assert commands_sent(rig, EVENT) == ["SAY hello; stop", "whitelist add bob"]
+    assert rig.emu.server(EVENT).state == "running"
+
+    rows = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.action == "console input"]
+    assert [(e.user_id, e.arguments, e.how) for e in rows] == [
+        (HELPER, "whitelist add bob", How.CONSOLE_INPUT),
+        (HELPER, " op me", How.CONSOLE_INPUT),
+        (HELPER, "stop", How.CONSOLE_INPUT),
+        (HELPER, "SAY hello; stop", How.CONSOLE_INPUT),
+    ]
+    assert rows[2].outcome == (
+        f"refused: On `{EVENT}` you may send only commands matching `say *`, `whitelist add *`; "
+        "`stop` matches none of them."
+    )
+
+    shown = await rig.run("audit", subcommand="show")
+    assert "by console input · ⛔ refused: On" in shown.text
+
+
+async def test_command_patterns_apply_to_slash_commands_too(rig: Rig) -> None:
+    await grant(rig, HELPER, "control.console", server="Event", commands="say *")
+    sent = await rig.run("command", {"server": "Event", "command": "say from slash"}, user=HELPER)
+    assert sent.text.startswith("Sent `say from slash`")
+    refused = await rig.run("command", {"server": "Event", "command": "op hugo"}, user=HELPER)
+    assert refused_at_once(refused)
+    assert refused.text == (
+        f"On **Event** (`{EVENT}`) you may send only commands matching `say *`; `op hugo` matches none of them."
+    )
+    elsewhere = await rig.run("command", {"server": "Creative", "command": "say hi"}, user=HELPER)
+    assert refused_at_once(elsewhere) and "`control.console` on **Creative**" in elsewhere.text
+    assert commands_sent(rig, EVENT) == ["say from slash"]
+    assert commands_sent(rig, CREATIVE) == []
+
+
+async def test_revoking_takes_effect_on_the_next_use(rig: Rig) -> None:
+    await grant(rig, MOD_ROLE, "control.restart", server="Survival")
+    assert "✅" in (await rig.run("power", {"server": "Survival", "action": "restart"}, user=MOD)).text
+    await revoke(rig, MOD_ROLE, "control.restart", server="Survival")
+    again = await rig.run("power", {"server": "Survival", "action": "restart"}, user=MOD)
+    assert refused_at_once(again)
+    assert await offered(rig, MOD, "power") == []
+    assert power_frames(rig, SURVIVAL) == ["restart"]
+
+
+async def test_a_grant_to_one_member(rig: Rig) -> None:
+    await grant(rig, USER, "logs", server="Creative")
+    logs = await rig.run("logs", {"server": "Creative"}, user=USER)
+    assert logs.ephemeral and logs.text.startswith(f"**Creative** (`{CREATIVE}`)")  # its (empty) backlog
+    assert [r["type"] for r in logs.responses] == [5]  # deferred: it went on to Wings
+    refused = await rig.run("logs", {"server": "Survival"}, user=USER)
+    assert refused_at_once(refused) and "`logs` on **Survival**" in refused.text
+    other = await rig.run("logs", {"server": "Creative"}, user=MOD)  # another member: nothing
+    assert refused_at_once(other)
+
+
+async def test_the_view_rule(rig: Rig) -> None:
+    assert not (await rig.run("status", {"server": "Creative"}, user=USER)).ephemeral  # open to everyone
+    await grant(rig, MOD_ROLE, "view", server="Survival")
+    closed = await rig.run("status", {"server": "Creative"}, user=USER)
+    assert refused_at_once(closed) and "`view` on **Creative**" in closed.text
+    assert refused_at_once(await rig.run("servers", user=USER))
+    assert await offered(rig, USER, "status") == []
+    # the view grant's holders see their server; admins see everything
+    assert not (await rig.run("status", {"server": "Survival"}, user=MOD)).ephemeral
+    assert refused_at_once(await rig.run("status", {"server": "Creative"}, user=MOD))
+    assert await offered(rig, MOD, "status") == [SURVIVAL]
+    assert not (await rig.run("servers", user=ADMIN)).ephemeral
+    # any other capability on a server includes seeing it
+    await grant(rig, HELPER, "control.console", server="Event")
+    assert await offered(rig, HELPER, "status") == [EVENT]
+    await revoke(rig, MOD_ROLE, "view", server="Survival")
+    assert not (await rig.run("status", {"server": "Creative"}, user=USER)).ephemeral  # open again
+
+
+async def test_an_unknown_server_is_refused_to_members_without_grants_on_all_servers(rig: Rig) -> None:
+    await grant(rig, MOD_ROLE, "control.restart", server="Survival")
+    inter = await rig.run("power", {"server": "Nether `x`", "action": "restart"}, user=MOD)
+    assert refused_at_once(inter) and "on `Nether ˋxˋ`" in inter.text
+    await grant(rig, MOD_ROLE, "control.restart")  # on all servers: the command itself says what is wrong
+    unknown = await rig.run("power", {"server": "Nether", "action": "restart"}, user=MOD)
+    assert "No server matches" in unknown.text
