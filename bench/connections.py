@@ -28,8 +28,8 @@ from bot.panel.client import PanelClient
 from bot.panel.pacing import RequestPacer
 from bot.wings.connection import Timing
 from bot.wings.events import ConnectionState, Notice, WingsEvent
+from bot.wings.frames import Event
 from bot.wings.manager import ConnectionManager
-from bot.wings.protocol import Event
 
 log = logging.getLogger(__name__)
 

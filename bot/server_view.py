@@ -24,7 +24,7 @@ from bot.panel.client import PanelClient
 from bot.panel.errors import PanelError
 from bot.panel.models import Resources, Server
 from bot.panel.pacing import Priority
-from bot.wings.connection import WingsError
+from bot.wings.errors import WingsError
 from bot.wings.events import ConnectionState
 from bot.wings.manager import ConnectionManager
 

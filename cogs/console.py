@@ -24,7 +24,7 @@ from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
 from bot.store import How, Link
 from bot.tree import Refusal
-from bot.wings.connection import ActionRefused, WingsError
+from bot.wings.errors import ActionRefused, WingsError
 
 log = logging.getLogger(__name__)
 

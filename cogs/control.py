@@ -16,7 +16,7 @@ from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
 from bot.tree import Refusal
 from bot.wings.events import CommandResult, PowerOutcome, PowerResult
-from bot.wings.protocol import PowerAction
+from bot.wings.frames import PowerAction
 
 MAX_LOG_LINES = 150
 

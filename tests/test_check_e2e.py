@@ -167,7 +167,7 @@ ALL_CHECKS = [
     "Panel answers",
     "Panel key",
     "Servers",
-    "Wings on node 'Emulated Node'",
+    "Wings on node 'node-1'",
     "Discord token",
     "Public bot",
     "Guilds in GUILD_IDS",

@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 
 from bot.panel.client import PanelClient
-from bot.wings.connection import ActionRefused, Timing, WingsConnection
+from bot.panel.models import WebsocketCredentials
+from bot.wings import actions
+from bot.wings.connection import Timing, WingsConnection
+from bot.wings.errors import ActionRefused
 from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
+from bot.wings.frames import PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, QueueSubscriber
-from bot.wings.protocol import PowerAction, PowerState
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.waiting import wait_until
 
@@ -28,7 +31,6 @@ FAST = Timing(
     backoff_max=0.4,
     healthy_after=5.0,
     lost_grace=1.0,
-    refresh_retry=0.3,
     min_refresh_gap=0.5,
     gap_first_line=0.4,
     gap_quiet=0.15,
@@ -322,7 +324,7 @@ async def test_power_start_reports_transitions(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="offline")
     conn, _sink = conn_factory(srv)
-    result = await conn.set_state(PowerAction.START)
+    result = await actions.set_state(conn, PowerAction.START)
     assert result.outcome is PowerOutcome.DONE
     assert result.transitions == (PowerState.STARTING, PowerState.RUNNING)
     assert result.describe().startswith("started: offline → starting → running in")
@@ -333,10 +335,10 @@ async def test_power_restart_and_kill(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")
     conn, _sink = conn_factory(srv)
-    restart = await conn.set_state(PowerAction.RESTART)
+    restart = await actions.set_state(conn, PowerAction.RESTART)
     assert restart.outcome is PowerOutcome.DONE and restart.transitions[-1] is PowerState.RUNNING
     assert PowerState.OFFLINE in restart.transitions
-    kill = await conn.set_state(PowerAction.KILL)
+    kill = await actions.set_state(conn, PowerAction.KILL)
     assert kill.outcome is PowerOutcome.DONE and kill.transitions[-1] is PowerState.OFFLINE
 
 
@@ -345,7 +347,7 @@ async def test_power_lock_busy_comes_back_as_daemon_error(panel_emu, conn_factor
     srv = emu.add_server("Survival", state="running")
     srv.power_busy = True
     conn, _sink = conn_factory(srv)
-    result = await conn.set_state(PowerAction.STOP)
+    result = await actions.set_state(conn, PowerAction.STOP)
     assert result.outcome is PowerOutcome.DAEMON_ERROR
     assert "Another power action" in (result.error or "")
 
@@ -355,9 +357,9 @@ async def test_missing_power_permission_is_refused_before_sending(panel_emu, con
     srv = emu.add_server("Sub", state="offline", permissions=["websocket.connect", "control.console"])
     conn, _sink = conn_factory(srv)
     with pytest.raises(ActionRefused, match=r"control\.start"):
-        await conn.set_state(PowerAction.START)
+        await actions.set_state(conn, PowerAction.START)
     with pytest.raises(ActionRefused, match=r"control\.stop"):
-        await conn.set_state(PowerAction.KILL)
+        await actions.set_state(conn, PowerAction.KILL)
     assert not any(event == "set state" for event, _ in srv.received)
 
 
@@ -368,7 +370,7 @@ async def test_start_while_running_is_refused(panel_emu, conn_factory) -> None:
     await conn.wait_ready(3)
     await wait_until(lambda: conn.power is PowerState.RUNNING)
     with pytest.raises(ActionRefused, match="already running"):
-        await conn.set_state(PowerAction.START)
+        await actions.set_state(conn, PowerAction.START)
 
 
 async def test_command_returns_its_output(panel_emu, conn_factory) -> None:
@@ -378,7 +380,7 @@ async def test_command_returns_its_output(panel_emu, conn_factory) -> None:
     await conn.wait_ready(3)
     srv.emit_console("an older line")
     await asyncio.sleep(0.1)
-    result = await conn.send_command("say hello")
+    result = await actions.send_command(conn, "say hello")
     assert "[Server] hello" in result.lines
     assert "an older line" not in result.lines
 
@@ -388,15 +390,15 @@ async def test_command_refused_offline_without_permission_or_malformed(panel_emu
     off = emu.add_server("Down", state="offline")
     conn, _sink = conn_factory(off)
     with pytest.raises(ActionRefused, match="offline"):
-        await conn.send_command("list")
+        await actions.send_command(conn, "list")
     sub = emu.add_server("Sub", state="running", permissions=["websocket.connect"])
     conn2, _ = conn_factory(sub)
     with pytest.raises(ActionRefused, match=r"control\.console"):
-        await conn2.send_command("list")
+        await actions.send_command(conn2, "list")
     with pytest.raises(ActionRefused, match="line break"):
-        await conn2.send_command("list\nop me")
+        await actions.send_command(conn2, "list\nop me")
     with pytest.raises(ActionRefused, match="too long"):
-        await conn2.send_command("x" * 5000)
+        await actions.send_command(conn2, "x" * 5000)
     assert not any(event == "send command" for event, _ in off.received + sub.received)
 
 
@@ -406,7 +408,7 @@ async def test_fetch_logs_returns_the_backlog(panel_emu, conn_factory) -> None:
     for i in range(20):
         srv.emit_console(f"history {i}")
     conn, _sink = conn_factory(srv)
-    lines = await conn.fetch_logs()
+    lines = await actions.fetch_logs(conn)
     assert lines[-20:] == [f"history {i}" for i in range(20)]
 
 
@@ -416,7 +418,7 @@ async def test_hardened_throttled_is_reported_and_commands_are_paced() -> None:
         await conn.wait_ready(3)
         await wait_until(lambda: conn.power is PowerState.RUNNING)
         # 12 commands at once: our pacing keeps them inside Wings' buckets, so none is throttled
-        await asyncio.gather(*(conn.send_command(f"say {i}", window=0.05) for i in range(12)))
+        await asyncio.gather(*(actions.send_command(conn, f"say {i}", window=0.05) for i in range(12)))
         assert sum(1 for e, _ in srv.received if e == "send command") == 12
         assert NoticeKind.THROTTLED not in sink.kinds()
         srv.emit("throttled", "send logs")  # what Wings says when a bucket overflows anyway
@@ -511,3 +513,256 @@ async def test_deleted_after_a_finished_transfer_follows_the_server(panel_emu, c
     assert NoticeKind.DELETED not in sink.kinds()
     srv.emit_console("hello from the new node")
     await wait_until(lambda: "hello from the new node" in sink.console())
+
+
+# -- the timer, crashes and moves (each catches a bug a hand-made mutation showed the suite missed) -----------
+
+
+async def test_refresh_happens_from_the_timer_alone(profile: str) -> None:
+    """Wings never warns here: only the session's own refresh timer keeps the token alive."""
+    emulator = {"profile": profile, "token_lifetime": 3, "expiry_tick": 0.5, "expiry_notices": False}
+    async with own_connection(dict(emulator, inbound_limits=FAST_WINGS_LIMITS)) as (emu, srv, conn, sink):
+        await conn.wait_ready(3)
+        sent = []
+        for i in range(100):  # 5 s of console: past the first token's expiry and the second's refresh
+            sent.append(f"line {i}")
+            srv.emit_console(sent[-1])
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(sink.console()) >= len(sent), 3)
+        assert sink.console() == sent
+        assert conn.refreshes >= 2 and conn.reconnects == 0
+        assert not any(event in ("token expiring", "token expired") for event, _ in emu.sockets(srv)[0].sent)
+        assert NoticeKind.JWT_ERROR not in sink.kinds()
+
+
+async def test_power_start_of_a_server_that_crashes_on_start_is_failed(panel_emu) -> None:
+    from tests.fakes.emulator import CrashSpec
+
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="offline")
+    srv.crash_on_start = CrashSpec(exit_code=1, restart=False)
+    manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST)
+    try:
+        result = await manager.set_state(srv.identifier, PowerAction.START)
+    finally:
+        await manager.close()
+    assert result.outcome is PowerOutcome.FAILED
+    assert result.transitions == (PowerState.STARTING, PowerState.OFFLINE)
+    assert "went offline" in result.describe()
+
+
+async def test_power_restart_that_crashes_and_is_restarted_by_wings_is_done(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    await wait_until(lambda: conn.power is PowerState.RUNNING)
+    emu.crash(srv, exit_code=137, oom=True, restart=True)  # a crash nobody asked for: Wings restarts it
+    await wait_until(lambda: any("Out of memory: true" in line for line in sink.console()))
+    await wait_until(lambda: conn.power is PowerState.RUNNING)
+    statuses = [e.frame.arg for e in sink.events if e.frame.event == "status"]
+    assert statuses[-3:] == ["offline", "starting", "running"]
+
+
+async def test_a_refresh_that_finds_the_server_on_another_node_follows_it(profile: str) -> None:
+    emulator = {
+        "profile": profile,
+        "token_lifetime": 3,
+        "expiry_notices": False,
+        "inbound_limits": FAST_WINGS_LIMITS,
+    }
+    async with own_connection(emulator) as (emu, srv, conn, sink):
+        node2 = await emu.add_node()
+        await conn.wait_ready(3)
+        srv.emit_console("on node 1")
+        await wait_until(lambda: sink.console() == ["on node 1"])
+        await emu.transfer(srv, node2)  # the old node keeps its socket open, but quiet
+        srv.emit_console("moved, nobody listening yet")
+        await wait_until(lambda: conn.reconnects == 1 and conn.state is ConnectionState.CONNECTED, 5)
+        await wait_until(lambda: [s.node for s in emu.sockets(srv)] == [node2])
+        srv.emit_console("on node 2")
+        await wait_until(lambda: "on node 2" in sink.console(), 3)
+        assert sink.console() == ["on node 1", "moved, nobody listening yet", "on node 2"]
+
+
+# -- replays never reach subscribers -------------------------------------------------------------------------
+
+
+async def test_fetch_logs_replay_is_not_relayed_and_a_live_line_in_it_arrives_once(panel_emu) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST)
+    linked = Sink()  # what the relay would post into a linked channel
+    try:
+        manager.subscribe(srv.identifier, linked)
+        await manager.connection(srv.identifier).wait_ready(3)
+        for i in range(30):
+            srv.emit_console(f"history {i}")
+        await wait_until(lambda: len(linked.console()) == 30)
+        logs = asyncio.create_task(manager.fetch_logs(srv.identifier))
+        await wait_until(lambda: ("send logs", []) in srv.received)
+        srv.emit_console("live during the replay")
+        lines = await logs
+        assert lines[:30] == [f"history {i}" for i in range(30)]
+        srv.emit_console("after")
+        await wait_until(lambda: "after" in linked.console())
+        seen = linked.console()
+        assert seen == [f"history {i}" for i in range(30)] + ["live during the replay", "after"]
+    finally:
+        await manager.close()
+
+
+async def test_command_output_never_holds_replayed_lines(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    for i in range(20):
+        srv.emit_console(f"old {i}")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    logs = asyncio.create_task(actions.fetch_logs(conn))
+    await wait_until(lambda: ("send logs", []) in srv.received)
+    result = await actions.send_command(conn, "say hi", window=0.3)
+    await logs
+    assert not any(line.startswith("old ") for line in result.lines)
+
+
+# -- garbage in, no silent death -----------------------------------------------------------------------------
+
+
+async def test_huge_numbers_in_stats_are_skipped_not_fatal(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    srv.emit("stats", '{"memory_bytes":1,"uptime":1e400,"state":"running"}')
+    srv.emit_console("still here")
+    await wait_until(lambda: "still here" in sink.console())
+    assert conn.state is ConnectionState.CONNECTED and conn.reconnects == 0
+    assert conn.health().skipped_frames == 1
+
+
+class SurprisingPanel(PanelClient):
+    """The real client, except that the next `surprises` credential calls fail in a way nobody planned for."""
+
+    surprises = 0
+
+    async def websocket_credentials(self, server: str, **kw: Any) -> WebsocketCredentials:
+        if self.surprises > 0:
+            self.surprises -= 1
+            raise RuntimeError("a bug nobody foresaw")
+        return await super().websocket_credentials(server, **kw)
+
+
+async def test_the_refresher_survives_a_panel_answer_without_a_token(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    emu.fail_next("GET", "/websocket", 200, times=2)  # 200, but an error body: no token in it
+    srv.emit("token expiring")
+    await wait_until(lambda: conn.refreshes == 1, 5)
+    assert conn.reconnects == 0 and conn.state is ConnectionState.CONNECTED
+    assert NoticeKind.REFRESH_FAILED in sink.kinds()
+
+
+async def test_the_refresher_survives_an_unexpected_failure(panel_emu) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    async with SurprisingPanel(emu.panel_url, emu.api_key) as panel:
+        sink = Sink()
+        conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST)
+        try:
+            await conn.wait_ready(3)
+            panel.surprises = 2
+            srv.emit("token expiring")
+            await wait_until(lambda: conn.refreshes == 1, 5)
+            assert conn.reconnects == 0 and conn.state is ConnectionState.CONNECTED
+            assert "token refresh" in (conn.health().loop_error or "")
+        finally:
+            await conn.close()
+
+
+async def test_a_malformed_panel_answer_on_connect_is_retried(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    emu.fail_next("GET", "/websocket", 200, times=2)
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(5)
+    assert conn.reconnects == 2
+
+
+async def test_an_unexpected_failure_on_connect_is_retried(panel_emu) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    async with SurprisingPanel(emu.panel_url, emu.api_key) as panel:
+        panel.surprises = 2
+        conn = WingsConnection(panel, srv.identifier, Sink(), origin=emu.panel_url, timing=FAST)
+        try:
+            await conn.wait_ready(5)
+            assert conn.reconnects == 2 and "credentials" in (conn.health().loop_error or "")
+        finally:
+            await conn.close()
+
+
+async def test_a_connection_that_stops_on_an_internal_error_says_so(panel_emu) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    sink = Sink()
+
+    def broken_rng() -> float:
+        raise RuntimeError("a bug in the backoff")
+
+    conn = WingsConnection(panel, srv.identifier, sink, origin=emu.panel_url, timing=FAST, rng=broken_rng)
+    try:
+        await conn.wait_ready(3)
+        await emu.drop_sockets(srv)
+        await wait_until(lambda: conn.state is ConnectionState.STOPPED)
+        assert NoticeKind.STOPPED in sink.kinds()
+        assert "internal error" in next(n.text for n in sink.notices if n.kind is NoticeKind.STOPPED)
+        assert "RuntimeError" in (conn.health().loop_error or "")
+    finally:
+        await conn.close()
+
+
+async def test_panel_outage_retries_back_off(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    timing = dataclasses.replace(FAST, backoff_min=0.05, backoff_max=1.6)
+    conn, _sink = conn_factory(srv, timing)
+    await conn.wait_ready(3)
+    emu.fail_next("GET", "/websocket", 502, times=100)
+    before = sum(r.path.endswith("/websocket") for r in emu.requests)
+    await emu.drop_sockets(srv)
+    await asyncio.sleep(3.0)
+    tries = sum(r.path.endswith("/websocket") for r in emu.requests) - before
+    # one try every 50 ms would be 60; doubling from 50 ms to 1.6 s with full jitter is about a dozen
+    assert 3 <= tries <= 20, tries
+
+
+# -- unknown is not offline ----------------------------------------------------------------------------------
+
+
+async def test_a_command_on_a_fresh_socket_waits_for_the_first_status(profile: str) -> None:
+    emulator = {"profile": profile, "first_status_delay": 0.5}
+    async with own_connection(emulator) as (_emu, srv, conn, _sink):
+        result = await actions.send_command(conn, "say hello")  # opens the socket on demand
+        assert "[Server] hello" in result.lines and not result.state_unknown
+        assert ("send command", ["say hello"]) in srv.received
+
+
+async def test_logs_on_a_fresh_socket_wait_for_the_first_status(profile: str) -> None:
+    async with own_connection({"profile": profile, "first_status_delay": 0.5}) as (_emu, srv, conn, _sink):
+        srv.emit_console("history")
+        assert await actions.fetch_logs(conn) == ["history"]
+
+
+async def test_a_still_unknown_state_is_said_not_called_offline() -> None:
+    timing = dataclasses.replace(FAST, first_status_wait=0.2)
+    async with own_connection({"first_status_delay": 2.0}, timing=timing) as (_emu, srv, conn, _sink):
+        result = await actions.send_command(conn, "list", window=0.1)
+        assert result.state_unknown and ("send command", ["list"]) in srv.received
+    # a late status that says offline, within the wait, is still refused
+    async with own_connection({"first_status_delay": 0.5}, state="offline") as (_e, off, conn, _k):
+        with pytest.raises(ActionRefused, match="offline"):
+            await actions.send_command(conn, "list")
+        assert ("send command", ["list"]) not in off.received

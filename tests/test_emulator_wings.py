@@ -652,3 +652,151 @@ async def test_hardened_auth_timeout() -> None:
         assert await late.close_code() == 1006
         await prompt.send("send stats")
         assert (await prompt.recv())[0] == "stats"
+
+
+# -- crashes --------------------------------------------------------------------------------------------
+def _daemon_texts(frames: list[Frame], app: str = "Pterodactyl") -> list[str]:
+    prefix = f"\x1b[33m\x1b[1m[{app} Daemon]:\x1b[39m "
+    return [
+        a[0].removeprefix(prefix).removesuffix("\x1b[0m")
+        for e, a in frames
+        if e == "console output" and a[0].startswith(prefix)
+    ]
+
+
+@pytest.mark.parametrize("profile", ["classic", "hardened"])
+async def test_crash_with_automatic_restart(profile: str) -> None:
+    async with fast(profile=profile) as emu:
+        srv = emu.add_server("mc", state="running")
+        client, _ = await authed(emu, srv)
+        emu.crash(srv, exit_code=137, oom=True)
+        frames = await client.until("status", timeout=1.0)
+        assert frames[-1] == ("status", ["offline"])  # straight from running: no `stopping`
+        frames += await client.drain(0.5)
+        statuses = [a[0] for e, a in frames if e == "status"]
+        assert statuses == ["offline", "starting", "running"]
+        assert _daemon_texts(frames) == [
+            "---------- Detected server process in a crashed state! ----------",
+            "Exit code: 137",
+            "Out of memory: true",
+        ]
+        assert srv.state == "running"
+        # Wings' own lines are not in the container log that `send logs` replays
+        await client.send("send logs")
+        assert not _daemon_texts(await client.drain(0.2))
+
+
+@pytest.mark.parametrize(
+    ("reason", "last"),
+    [
+        ("recent", "Aborting automatic restart, last crash occurred less than 60 seconds ago."),
+        ("disabled", "Aborting automatic restart, crash detection is disabled for this instance."),
+    ],
+)
+async def test_crash_without_restart_says_why(emu: Emulator, reason: str, last: str) -> None:
+    srv = emu.add_server("mc", state="running")
+    client, _ = await authed(emu, srv)
+    emu.crash(srv, exit_code=1, restart=False, reason=reason)
+    frames = await client.drain(0.4)
+    assert [a[0] for e, a in frames if e == "status"] == ["offline"]
+    assert ("stats" in {e for e, _ in frames}) and srv.state == "offline"
+    assert _daemon_texts(frames) == [
+        "---------- Detected server process in a crashed state! ----------",
+        "Exit code: 1",
+        "Out of memory: false",
+        last,
+    ]
+
+
+async def test_crash_lines_use_the_app_name_and_offline_servers_cannot_crash() -> None:
+    async with fast(profile="hardened", app_name="pelican") as emu:
+        srv = emu.add_server("mc", state="running")
+        client, _ = await authed(emu, srv)
+        emu.crash(srv, restart=False)
+        assert _daemon_texts(await client.drain(0.3), app="pelican")[0].startswith("----------")
+        with pytest.raises(ValueError, match="offline"):
+            emu.crash(srv)
+        with pytest.raises(ValueError, match="reason"):
+            emu.crash(srv, reason="bored")
+
+
+async def test_crash_on_start(emu: Emulator) -> None:
+    from tests.fakes.emulator import CrashSpec
+
+    srv = emu.add_server("mc", state="offline")
+    srv.crash_on_start = CrashSpec(exit_code=1, restart=False)
+    client, _ = await authed(emu, srv)
+    await client.send("set state", "start")
+    frames = await client.drain(0.5)
+    assert [a[0] for e, a in frames if e == "status"] == ["starting", "offline"]
+    assert "Exit code: 1" in _daemon_texts(frames)
+    await client.send("set state", "start")  # only the next start crashed
+    assert [a[0] for e, a in await client.drain(0.5) if e == "status"] == ["starting", "running"]
+
+
+# -- token signals and first status ---------------------------------------------------------------------
+async def test_expiry_notices_can_be_switched_off() -> None:
+    async with Emulator(token_lifetime=2, expiry_tick=0.2, expiry_window=2, expiry_notices=False) as emu:
+        srv = emu.add_server("mc")
+        client, _ = await authed(emu, srv)
+        frames = await client.drain(1.5)
+        assert not {"token expiring", "token expired"} & {e for e, _ in frames}
+
+
+async def test_first_status_can_come_late() -> None:
+    async with fast(first_status_delay=0.4) as emu:
+        srv = emu.add_server("mc", state="running")
+        client = await open_socket(emu, srv)
+        await client.send("auth", emu.mint_token(srv))
+        assert (await client.recv())[0] == "auth success"
+        started = time.monotonic()
+        frames = await client.until("status", timeout=2.0)
+        assert time.monotonic() - started >= 0.3 and frames[-1] == ("status", ["running"])
+        await client.send("send stats")  # the socket works meanwhile: the delay is only the status's
+        assert (await client.until("stats"))[-1][0] == "stats"
+
+
+# -- nodes and transfers --------------------------------------------------------------------------------
+async def _panel_socket_url(emu: Emulator, srv: FakeServer) -> str:
+    headers = {"Authorization": f"Bearer {emu.api_key}", "Accept": "application/json"}
+    url = f"{emu.panel_url}/api/client/servers/{srv.identifier}/websocket"
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as r:
+        return str((await r.json())["data"]["socket"])
+
+
+async def test_a_second_node_and_a_transfer_to_it(emu: Emulator) -> None:
+    node2 = await emu.add_node()
+    assert node2.url and node2.url != emu.nodes[0].url
+    srv = emu.add_server("mc", state="running")
+    assert await _panel_socket_url(emu, srv) == emu.socket_url(srv)
+    assert emu.socket_url(srv).startswith("ws://" + emu.nodes[0].url.removeprefix("http://"))
+    old, _ = await authed(emu, srv)
+    await emu.transfer(srv, node2)
+    frames = await old.drain(0.2)
+    assert [a[0] for e, a in frames if e == "transfer status"] == ["processing", "completed"]
+    assert "transfer logs" not in {e for e, _ in frames}  # an owner lacks admin.websocket.transfer
+    assert srv.node is node2 and await _panel_socket_url(emu, srv) == emu.socket_url(srv)
+    assert emu.socket_url(srv).startswith("ws://" + node2.url.removeprefix("http://"))
+    new, _ = await authed(emu, srv)
+    srv.emit_console("on node 2")
+    assert ("console output", ["on node 2"]) in await new.drain(0.2)
+    assert ("console output", ["on node 2"]) not in await old.drain(0.2)  # the old node's socket is quiet
+    with pytest.raises(InvalidStatus) as info:  # the old node no longer knows the server
+        await connect(
+            emu.nodes[0].url.replace("http://", "ws://") + f"/api/servers/{srv.uuid}/ws",
+            origin=Origin(emu.panel_url),
+            proxy=None,
+        )
+    assert info.value.response.status_code == 404
+
+
+@pytest.mark.parametrize(("profile", "code"), [("classic", 1001), ("hardened", 1006)])
+async def test_transfer_that_deletes_the_source(profile: str, code: int) -> None:
+    async with fast(profile=profile) as emu:
+        node2 = await emu.add_node()
+        srv = emu.add_server("mc", state="running")
+        client, _ = await authed(emu, srv)
+        await emu.transfer(srv, node2, delete_source=True)
+        frames = await client.until("deleted")
+        assert ("transfer status", ["completed"]) in frames
+        assert await client.close_code() == code

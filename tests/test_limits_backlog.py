@@ -90,4 +90,4 @@ def test_recent_lines_is_bounded() -> None:
     recent = RecentLines(size=3)
     for line in "abcde":
         recent.add(line)
-    assert recent.snapshot() == ["c", "d", "e"] and len(recent) == 3
+    assert recent.snapshot() == ["c", "d", "e"] and len(recent.snapshot()) == 3

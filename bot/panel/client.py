@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -61,7 +61,7 @@ class PanelClient:
     def __repr__(self) -> str:
         return f"PanelClient({self.base_url!r})"
 
-    async def __aenter__(self) -> PanelClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.units import human_size
-from bot.wings.protocol import Event, Frame, FrameError, parse_backup_completed
+from bot.wings.frames import Event, Frame, FrameError, parse_backup_completed
 
 # Events whose args are lines to mirror like console output.
 MIRRORED = frozenset({Event.CONSOLE_OUTPUT, Event.INSTALL_OUTPUT, Event.TRANSFER_LOGS})

@@ -14,8 +14,8 @@ from bot.relay.notices import MIRRORED, event_line, status_line
 from bot.relay.sender import ChannelSender, Poster
 from bot.settings import ColorMode
 from bot.wings.events import Notice, NoticeKind, WingsEvent
+from bot.wings.frames import Event
 from bot.wings.manager import ConnectionManager, Subscription
-from bot.wings.protocol import Event
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,6 @@ class RecentLines:
     def snapshot(self) -> list[str]:
         return list(self._lines)
 
-    def __len__(self) -> int:
-        return len(self._lines)
-
 
 def new_lines(delivered: Sequence[str], replay: Sequence[str]) -> list[str]:
     """The part of `replay` that comes after what was already `delivered`.

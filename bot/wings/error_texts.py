@@ -1,5 +1,7 @@
 """What a Wings `jwt error` or `daemon error` text means, and how to say it to a user.
 
+What the connection does about each jwt cause is the session's table (`bot.wings.session`).
+
 Pure code. Texts are matched by case-insensitive substring, as the panel's own frontend does
 (reference §2.4, §6.1).
 """
@@ -16,8 +18,6 @@ __all__ = [
     "classify_jwt_error",
     "explain_daemon_error",
     "explain_jwt_error",
-    "jwt_cause_refreshable",
-    "jwt_cause_terminal",
     "strip_error_prefix",
 ]
 
@@ -68,16 +68,6 @@ def classify_jwt_error(text: str, *, fresh_token: bool = False) -> JwtErrorCause
                 return JwtErrorCause.CLOCK_SKEW
             return cause
     return JwtErrorCause.OTHER
-
-
-def jwt_cause_refreshable(cause: JwtErrorCause) -> bool:
-    """True when fetching a fresh token and sending `auth` again on the same socket should fix it."""
-    return cause in (JwtErrorCause.EXPIRED, JwtErrorCause.DENYLISTED, JwtErrorCause.NOT_PRESENT)
-
-
-def jwt_cause_terminal(cause: JwtErrorCause) -> bool:
-    """True when no retry can help until someone changes the panel (SPEC §6: report and wait)."""
-    return cause in (JwtErrorCause.NO_CONNECT_PERMISSION, JwtErrorCause.UUID_MISMATCH)
 
 
 _JWT_EXPLANATIONS = {

@@ -5,24 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.wings.protocol import Frame, PowerAction, PowerState
+from bot.wings.frames import Frame, PowerAction, PowerState
 
 
 @dataclass(frozen=True, slots=True)
 class WingsEvent:
     """One frame from a server's socket, with the monotonic time it arrived.
 
-    `replayed` marks console lines recovered from `send logs` after a gap (they arrive late, in order).
+    `recovered` marks console lines released from a `send logs` capture: not delivered before, in order, but
+    late (lost in a gap, or live lines that arrived while the replay ran).
     """
 
     server: str
     frame: Frame
     at: float
-    replayed: bool = False
+    recovered: bool = False
 
 
 class NoticeKind(StrEnum):
-    """Reports worth posting in a linked channel (SPEC §8 Reports)."""
+    """Reports worth posting in a linked channel ."""
 
     CONNECTION_LOST = "connection lost"
     CONNECTION_RESTORED = "connection restored"
@@ -46,6 +47,8 @@ class Notice:
 
 
 class ConnectionState(StrEnum):
+    """What /health and /servers show of a connection."""
+
     IDLE = "idle"
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -70,11 +73,17 @@ class Health:
     last_error: str | None
     stopped_reason: str | None
     events: int
+    skipped_frames: int = 0  # malformed frames and payloads, logged and skipped
+    loop_error: str | None = (
+        None  # the last unexpected failure of the connection's loops (traceback in the log)
+    )
     subscribers: int = 0
     overflowed: int = 0
 
 
 class PowerOutcome(StrEnum):
+    """How a power action ended, as far as the socket showed it."""
+
     DONE = "done"
     DAEMON_ERROR = "daemon error"
     FAILED = "failed"
@@ -120,3 +129,5 @@ class CommandResult:
     command: str
     lines: tuple[str, ...]
     window: float
+    # Wings had not said yet whether the server runs: the command went out, but Wings drops it if offline.
+    state_unknown: bool = False

@@ -6,6 +6,7 @@ Pure code, no I/O. Reference: wings-protocol.md §1.3 (envelope), §3 (events, p
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -22,14 +23,13 @@ __all__ = [
     "PowerState",
     "Stats",
     "classify_close",
-    "close_is_terminal",
     "decode_frame",
     "encode_frame",
     "parse_backup_completed",
     "parse_stats",
 ]
 
-# Wings cuts console lines at 64 KiB, so anything far beyond that is not a frame we can use (SPEC §10).
+# Wings cuts console lines at 64 KiB, so anything far beyond that is not a frame we can use .
 MAX_INBOUND_FRAME = 1 << 20
 # Hardened Wings closes with 1009 on a frame over its 4096-byte read limit; we stay strictly below it.
 MAX_OUTBOUND_FRAME = 4096
@@ -90,11 +90,6 @@ class Frame:
         """The first arg, or "" when there is none."""
         return self.args[0] if self.args else ""
 
-    @property
-    def joined(self) -> str:
-        """The args joined with no separator, as Wings reads `auth`, `set state` and `send command`."""
-        return "".join(self.args)
-
 
 def encode_frame(event: str | Event, *args: str) -> str:
     """Encode one outbound frame as compact JSON; `args` is always present, even when empty."""
@@ -118,6 +113,8 @@ def _loads(text: str) -> Any:
         return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise FrameError(f"invalid JSON: {exc.msg} at {exc.pos}") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise FrameError(f"invalid JSON: {exc}") from None
     except RecursionError:
         raise FrameError("JSON nested too deeply") from None
 
@@ -220,14 +217,26 @@ def _parse_json_object(arg: str, what: str) -> dict[str, Any]:
     return obj
 
 
+# Wings' counters are Go int64/uint64; anything beyond is not a real reading (e.g. 1e400, which JSON reads as inf).
+_MAX_COUNT = 2**64
+
+
+def _number(value: Any, key: str) -> float | int:
+    # bool is an int in Python, but never a number in Wings' payloads
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FrameError(f"{key!r} is not a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise FrameError(f"{key!r} is not a finite number")
+    if abs(value) > _MAX_COUNT:
+        raise FrameError(f"{key!r} is out of range")
+    return value
+
+
 def _int(obj: dict[str, Any], key: str) -> int:
     value = obj.get(key)
     if value is None:
         return 0
-    # bool is an int in Python, but never a count in Wings' payloads
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FrameError(f"{key!r} is not a number")
-    return int(value)
+    return int(_number(value, key))
 
 
 def _sub(obj: dict[str, Any], key: str) -> dict[str, Any]:
@@ -243,10 +252,7 @@ def parse_stats(arg: str) -> Stats:
     """Parse the JSON string in a `stats` arg; missing keys read as zero, key order does not matter."""
     obj = _parse_json_object(arg, "stats")
     cpu = obj.get("cpu_absolute")
-    if cpu is None:
-        cpu = 0.0
-    elif isinstance(cpu, bool) or not isinstance(cpu, int | float):
-        raise FrameError("'cpu_absolute' is not a number")
+    cpu = 0.0 if cpu is None else _number(cpu, "cpu_absolute")
     network = _sub(obj, "network")
     io = _sub(obj, "disk_io") if obj.get("disk_io") is not None else None
     return Stats(
@@ -314,8 +320,3 @@ def classify_close(code: int | None) -> ConnectionCloseKind:
     if code is None:
         return ConnectionCloseKind.ABNORMAL
     return _CLOSE_KINDS.get(code, ConnectionCloseKind.OTHER)
-
-
-def close_is_terminal(kind: ConnectionCloseKind) -> bool:
-    """True when reconnecting cannot help until a user acts (the server is suspended)."""
-    return kind is ConnectionCloseKind.SUSPENDED

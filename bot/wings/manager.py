@@ -12,9 +12,11 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot.panel.client import PanelClient
-from bot.wings.connection import Timing, WingsConnection
+from bot.wings import actions
+from bot.wings.connection import WingsConnection
 from bot.wings.events import CommandResult, Health, Notice, PowerResult, WingsEvent
-from bot.wings.protocol import PowerAction, Stats
+from bot.wings.frames import PowerAction, Stats
+from bot.wings.session import Timing
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,6 @@ class ConnectionManager:
         self._closing: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._notices = NoticeFilter(notice_window, clock)
-        self.delivered = 0
-        self.subscriber_errors = 0
 
     # -- connections ---------------------------------------------------------------------------------------
 
@@ -177,7 +177,6 @@ class ConnectionManager:
         for sub in self._subs.get(event.server, ()):
             try:
                 sub.subscriber.deliver(event)
-                self.delivered += 1
             except Exception:  # noqa: BLE001 - logged in _subscriber_failed
                 self._subscriber_failed(sub)
 
@@ -197,7 +196,6 @@ class ConnectionManager:
     def _subscriber_failed(self, sub: Subscription) -> None:
         # One broken subscriber must not stop the socket or the others; it is logged (rarely) and skipped.
         sub.failures += 1
-        self.subscriber_errors += 1
         if sub.failures in (1, 10, 100) or sub.failures % 1000 == 0:
             log.exception("subscriber %d of %s failed (%d times)", sub.id, sub.server, sub.failures)
 
@@ -206,20 +204,24 @@ class ConnectionManager:
     async def set_state(
         self, server: str, action: PowerAction, *, timeout: float | None = None
     ) -> PowerResult:
+        """Power action on the server's shared connection; see `bot.wings.actions.set_state`."""
         async with self.use(server) as conn:
-            return await conn.set_state(action, timeout=timeout)
+            return await actions.set_state(conn, action, timeout=timeout)
 
     async def send_command(self, server: str, command: str, *, window: float | None = None) -> CommandResult:
+        """Console command with its output; see `bot.wings.actions.send_command`."""
         async with self.use(server) as conn:
-            return await conn.send_command(command, window=window)
+            return await actions.send_command(conn, command, window=window)
 
     async def fetch_stats(self, server: str, *, wait: float | None = None) -> Stats:
+        """Current stats; see `bot.wings.actions.fetch_stats`."""
         async with self.use(server) as conn:
-            return await conn.fetch_stats(wait=wait)
+            return await actions.fetch_stats(conn, wait=wait)
 
     async def fetch_logs(self, server: str) -> list[str]:
+        """The console backlog, for the asker only; see `bot.wings.actions.fetch_logs`."""
         async with self.use(server) as conn:
-            return await conn.fetch_logs()
+            return await actions.fetch_logs(conn)
 
     # -- health and shutdown -------------------------------------------------------------------------------
 

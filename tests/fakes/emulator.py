@@ -7,6 +7,27 @@ Known simplifications: inbound frames are handled in order (except that a fresh 
 `auth` takes `auth_latency` seconds, during which other frames get `jwt: no jwt present`), event
 delivery never drops frames for slow clients, and "issued before Wings booted" is judged on the
 token's exact issue time rather than its whole-second `iat`, so tests are not flaky.
+
+What tests can make happen, beyond the panel and socket basics:
+
+- Crashes, as Wings reports them: ``emu.crash(srv, exit_code=1, oom=False, restart=True)`` sends `status`
+  `offline` straight from running/starting (no `stopping`), zeroed `stats`, then the daemon-prefixed console
+  lines ``---------- Detected server process in a crashed state! ----------``, ``Exit code: <n>``,
+  ``Out of memory: <bool>``, and either restarts the server (`starting` -> `running`) or, with
+  ``restart=False``, says why not: ``reason="recent"`` (``Aborting automatic restart, last crash occurred less
+  than <crash_window> seconds ago.``) or ``reason="disabled"`` (``... crash detection is disabled for this
+  instance.``). ``srv.crash_on_start = CrashSpec(...)`` makes the next start crash instead of reaching
+  `running` (start -> starting -> crash). Daemon lines use `app_name` (``Pterodactyl``; Pelican: ``pelican``).
+- Several nodes: every server lives on a node (``emu.nodes[0]`` by default), each node its own Wings app and
+  port; the panel's websocket endpoint names the socket URL of the server's node. ``await emu.add_node()``
+  starts another; ``await emu.transfer(srv, node)`` moves a server the way a panel transfer does (`transfer
+  status` `processing`, a `transfer logs` line and `completed` on the old node, then the server runs on the
+  new one); with ``delete_source=True`` the old node then sends `deleted` and closes its sockets, otherwise
+  they stay open but quiet (a client learns of the move from its next credentials).
+- Token expiry signals: ``expiry_notices=False`` never sends `token expiring`/`token expired`, so only a
+  client's own timer can refresh in time.
+- ``first_status_delay``: the `status` (and offline `stats`) that follows a first `auth success` comes this
+  many seconds late, as it can on a busy Wings.
 """
 
 from __future__ import annotations
@@ -54,9 +75,35 @@ DEFAULT_INBOUND_LIMITS: dict[str, tuple[int, float]] = {
 }
 
 
-def daemon_line(text: str) -> str:
+def daemon_line(text: str, app_name: str = "Pterodactyl") -> str:
     """A Wings-generated console line (reference §3.3)."""
-    return f"\x1b[33m\x1b[1m[Pterodactyl Daemon]:\x1b[39m {text}\x1b[0m"
+    return f"\x1b[33m\x1b[1m[{app_name} Daemon]:\x1b[39m {text}\x1b[0m"
+
+
+CRASH_HEADER = "---------- Detected server process in a crashed state! ----------"
+CRASH_REASONS = ("recent", "disabled")
+
+
+@dataclass(frozen=True)
+class CrashSpec:
+    """How a crash goes (see Emulator.crash)."""
+
+    exit_code: int = 1
+    oom: bool = False
+    restart: bool = True
+    reason: str = "recent"  # why an automatic restart was not done: "recent" or "disabled"
+
+    def __post_init__(self) -> None:
+        if self.reason not in CRASH_REASONS:
+            raise ValueError(f"reason must be one of {CRASH_REASONS}")
+
+
+@dataclass(eq=False)
+class Node:
+    """One emulated Wings: its own app on its own port."""
+
+    name: str
+    url: str = ""  # http://127.0.0.1:<port>, set when it starts
 
 
 class PowerError(Exception):
@@ -133,6 +180,8 @@ class FakeServer:
         self.received: list[tuple[str, list[str]]] = []
         self.console_history: list[str] = []
         self.power_busy = False
+        self.node: Node = emu.nodes[0]
+        self.crash_on_start: CrashSpec | None = None  # the next start crashes instead of reaching `running`
         self.socket_list: list[WingsSocket] = []
         self._throttle = _Throttle()
         self._started_at = time.monotonic()
@@ -154,8 +203,13 @@ class FakeServer:
 
     def _publish(self, event: str, args: list[str]) -> None:
         for sock in list(self.socket_list):
-            if sock.authenticated:
+            # Sockets left on a node the server moved away from hear nothing more from it.
+            if sock.authenticated and sock.node is self.node:
                 sock.send_json(event, args)
+
+    def emit_daemon(self, text: str) -> None:
+        """A Wings-generated console line: not throttled, never part of `send logs` (reference §3.3)."""
+        self._publish("console output", [daemon_line(text, self.emu.app_name)])
 
     def emit_console(self, line: str) -> None:
         """Container output: split into lines like Wings, recorded, then sent through the throttle."""
@@ -180,7 +234,7 @@ class FakeServer:
         if t.count > self.emu.throttle_lines:
             if not t.throttling:
                 t.throttling = True
-                self._publish("console output", [daemon_line(THROTTLE_TEXT)])
+                self.emit_daemon(THROTTLE_TEXT)
             return False
         t.throttling = False
         return True
@@ -256,6 +310,11 @@ class FakeServer:
 
     async def _finish_start(self) -> None:
         await asyncio.sleep(self.emu.start_delay)
+        if self.crash_on_start is not None:
+            spec, self.crash_on_start = self.crash_on_start, None
+            self._transition = None
+            self.crash(spec)
+            return
         self.emit_console(f'[Server thread/INFO]: Done ({self.emu.start_delay:.3f}s)! For help, type "help"')
         self._set_state("running")
 
@@ -279,6 +338,28 @@ class FakeServer:
                 self._begin_start()
         finally:
             self.power_busy = False
+
+    def crash(self, spec: CrashSpec | None = None) -> None:
+        """The game process dies: Wings' crash handling (see Emulator.crash)."""
+        spec = spec or CrashSpec()
+        if self.state == "offline":
+            raise ValueError("an offline server cannot crash")
+        if self._transition is not None and self._transition is not asyncio.current_task():
+            self._transition.cancel()
+        self._transition = None
+        self.power_busy = False
+        self._set_state("offline")  # straight from running or starting: no `stopping`
+        self.emit_daemon(CRASH_HEADER)
+        self.emit_daemon(f"Exit code: {spec.exit_code}")
+        self.emit_daemon(f"Out of memory: {'true' if spec.oom else 'false'}")
+        if spec.restart:
+            self._begin_start()
+        elif spec.reason == "disabled":
+            self.emit_daemon("Aborting automatic restart, crash detection is disabled for this instance.")
+        else:
+            self.emit_daemon(
+                f"Aborting automatic restart, last crash occurred less than {self.emu.crash_window} seconds ago."
+            )
 
     def handle_power(self, action: str) -> None:
         """Wings `HandlePowerAction` without waiting for the lock; raises PowerError or LockBusy."""
@@ -358,6 +439,28 @@ class FakeServer:
         await self.emu.wait_sockets_closed(self)
         self._cancel_tasks()
 
+    async def _move_to(self, node: Node, delete_source: bool) -> None:
+        source = self.node
+        self.transferring = True
+        self._publish("transfer status", ["processing"])
+        self._publish(
+            "transfer logs",
+            [f"\x1b[33m\x1b[1m{time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime())} [Transfer System] "
+             f"[Source Node]:\x1b[39m Streaming archive to destination...\x1b[0m"],
+        )  # fmt: skip
+        self._publish("transfer status", ["completed"])
+        self.node = node
+        self.transferring = False
+        if delete_source:
+            for sock in [s for s in self.socket_list if s.node is source]:
+                if sock.authenticated:
+                    sock.send_json("deleted", ["null"])
+                if self.emu.profile == "classic":
+                    sock.enqueue_close(1001, "server deleted")
+                else:
+                    sock.enqueue_abort()
+            await self.emu.wait_sockets_closed(self, node=source)
+
     def _cancel_tasks(self) -> None:
         for task in (self._transition, self._stats_task):
             if task is not None:
@@ -404,6 +507,10 @@ class Emulator:
         read_limit: int = 4096,
         auth_timeout: float | None = None,
         clock_offset: float = 0.0,
+        expiry_notices: bool = True,
+        first_status_delay: float = 0.0,
+        app_name: str = "Pterodactyl",
+        crash_window: int = 60,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}")
@@ -432,6 +539,12 @@ class Emulator:
         # The node's clock minus the panel's (seconds): Wings judges exp, boot time and its Date headers by
         # its own clock, while the panel stamps iat/exp by the real one. 900 makes every token expired at once.
         self.clock_offset = clock_offset
+        # False: Wings never says `token expiring`/`token expired` (only a client's own timer refreshes in time)
+        self.expiry_notices = expiry_notices
+        self.first_status_delay = first_status_delay
+        self.app_name = app_name
+        self.crash_window = crash_window
+        self.nodes: list[Node] = [Node("node-1")]
 
         self.node_secret = secrets.token_urlsafe(48)
         self.user_id = 1
@@ -454,12 +567,41 @@ class Emulator:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         from tests.fakes.panel_app import build_panel_app  # the apps import this module
-        from tests.fakes.wings_app import build_wings_app
 
         panel_port = await self._serve(build_panel_app(self))
-        wings_port = await self._serve(build_wings_app(self))
         self.panel_url = f"http://127.0.0.1:{panel_port}"
-        self.wings_url = f"http://127.0.0.1:{wings_port}"
+        await self._start_node(self.nodes[0])
+        self.wings_url = self.nodes[0].url
+
+    async def _start_node(self, node: Node) -> None:
+        from tests.fakes.wings_app import build_wings_app
+
+        node.url = f"http://127.0.0.1:{await self._serve(build_wings_app(self, node))}"
+
+    async def add_node(self, name: str | None = None) -> Node:
+        """Start another Wings node on its own port."""
+        node = Node(name or f"node-{len(self.nodes) + 1}")
+        self.nodes.append(node)
+        await self._start_node(node)
+        return node
+
+    async def transfer(self, server: FakeServer, node: Node, *, delete_source: bool = False) -> None:
+        """Move `server` to `node` as a panel transfer does (see the module docstring)."""
+        if node is server.node:
+            raise ValueError("the server is already on that node")
+        await server._move_to(node, delete_source)
+
+    def crash(
+        self,
+        server: FakeServer,
+        *,
+        exit_code: int = 1,
+        oom: bool = False,
+        restart: bool = True,
+        reason: str = "recent",
+    ) -> None:
+        """Crash a running or starting server the way Wings reports it (see the module docstring)."""
+        server.crash(CrashSpec(exit_code, oom, restart, reason))
 
     async def _serve(self, app: web.Application) -> int:
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -559,8 +701,10 @@ class Emulator:
         self.boot_time = self.node_time()
         await self.drop_sockets()
 
-    async def wait_sockets_closed(self, server: FakeServer, timeout: float = 2.0) -> None:
-        waits = [sock.closed.wait() for sock in server.socket_list]
+    async def wait_sockets_closed(
+        self, server: FakeServer, timeout: float = 2.0, *, node: Node | None = None
+    ) -> None:
+        waits = [sock.closed.wait() for sock in server.socket_list if node is None or sock.node is node]
         if waits:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
@@ -597,7 +741,7 @@ class Emulator:
         jti = self._jti(server.uuid)
         claims: dict[str, Any] = {
             "iss": self.panel_url,
-            "aud": [self.wings_url],
+            "aud": [server.node.url],
             "jti": jti,
             "iat": iat,
             "nbf": iat - 300,
@@ -690,13 +834,17 @@ class Emulator:
         return claims, "", False
 
     def socket_url(self, server: FakeServer) -> str:
-        return "ws://" + self.wings_url.removeprefix("http://") + f"/api/servers/{server.uuid}/ws"
+        """The socket URL the panel hands out: on the node the server is on now."""
+        return "ws://" + server.node.url.removeprefix("http://") + f"/api/servers/{server.uuid}/ws"
 
 
 __all__ = [
+    "CRASH_HEADER",
+    "CrashSpec",
     "Emulator",
     "FakeServer",
     "LockBusy",
+    "Node",
     "PowerError",
     "RecordedRequest",
     "daemon_line",

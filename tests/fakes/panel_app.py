@@ -341,7 +341,7 @@ class Panel:
             "internal_id": abs(hash(srv.uuid)) % 10_000,
             "uuid": srv.uuid,
             "name": srv.name,
-            "node": "Emulated Node",
+            "node": srv.node.name,
             "is_node_under_maintenance": srv.node_maintenance,
             "sftp_details": {"ip": "127.0.0.1", "port": 2022},
             "description": f"{srv.name} (emulated)",

@@ -11,9 +11,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from tests.fakes.emulator import LOCK_BUSY_TEXT, Emulator, FakeServer, LockBusy, PowerError
+from tests.fakes.emulator import LOCK_BUSY_TEXT, Emulator, FakeServer, LockBusy, Node, PowerError
 
 EMU_KEY = web.AppKey("emulator", Emulator)
+NODE_KEY = web.AppKey("node", Node)
 GENERIC_ERROR = "an unexpected error was encountered while handling this request"
 SET_STATE_PERMS = {
     "start": "control.start",
@@ -91,6 +92,7 @@ class WingsSocket:
     ) -> None:
         self.emu = emu
         self.server = server
+        self.node = request.app[NODE_KEY]
         self.ws = ws
         self.transport = request.transport
         self.claims: dict[str, Any] | None = None
@@ -101,6 +103,7 @@ class WingsSocket:
         self._writer = emu.spawn(self._write_loop())
         self._ticker: asyncio.Task[None] | None = None
         self._first_auth: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
         self._auth_timer: asyncio.Task[None] | None = None
         if emu.profile == "hardened" and emu.auth_timeout is not None:
             self._auth_timer = emu.spawn(self._auth_deadline(emu.auth_timeout))
@@ -254,6 +257,16 @@ class WingsSocket:
             return  # re-auth: no status, no second set of listeners
         self.authenticated = True
         self._ticker = self.emu.spawn(self._expiry_ticker())
+        if self.emu.first_status_delay > 0:
+            self._status_task = self.emu.spawn(self._first_status(self.emu.first_status_delay))
+        else:
+            self._send_first_status()
+
+    async def _first_status(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._send_first_status()
+
+    def _send_first_status(self) -> None:
         srv = self.server
         self.send_json("status", [srv.state])
         if srv.state == "offline" and srv.status != "installing" and not srv.transferring:
@@ -271,6 +284,8 @@ class WingsSocket:
             if not isinstance(exp, int | float):
                 continue
             remaining = int(exp) - int(self.emu.node_time())
+            if not self.emu.expiry_notices:
+                continue
             if remaining <= 0:
                 self.send_json("token expired", [])
             elif remaining <= self.emu.expiry_window:
@@ -301,7 +316,7 @@ class WingsSocket:
             self.send_json("stats", [srv.stats_json()])
 
     def close_tasks(self) -> None:
-        for task in (self._ticker, self._first_auth, self._auth_timer, self._writer):
+        for task in (self._ticker, self._first_auth, self._status_task, self._auth_timer, self._writer):
             if task is not None:
                 task.cancel()
 
@@ -309,7 +324,7 @@ class WingsSocket:
 async def handle_ws(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMU_KEY]
     srv = emu.servers_by_uuid.get(request.match_info["uuid"])
-    if srv is None:
+    if srv is None or srv.node is not request.app[NODE_KEY]:
         return web.json_response(
             {"error": "The requested resource does not exist on this instance."}, status=404
         )
@@ -362,9 +377,10 @@ async def _node_date(request: web.Request, response: web.StreamResponse) -> None
     response.headers["Date"] = formatdate(request.app[EMU_KEY].node_time(), usegmt=True)
 
 
-def build_wings_app(emu: Emulator) -> web.Application:
+def build_wings_app(emu: Emulator, node: Node) -> web.Application:
     app = web.Application()
     app[EMU_KEY] = emu
+    app[NODE_KEY] = node
     app.router.add_get("/api/servers/{uuid}/ws", handle_ws)
     app.router.add_get("/api/system", handle_system)
     app.on_response_prepare.append(_node_date)
