@@ -68,7 +68,8 @@ class AuditFeed:
         self._since = datetime.now(UTC)
         self.posted = 0
         self.dropped = 0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # a failure of the sender itself (a bug), for /health
+        self._errors: dict[int, str] = {}  # per guild: why its audit channel last refused a post
 
     # channels
 
@@ -80,6 +81,7 @@ class AuditFeed:
 
     def set_channel(self, guild_id: int, channel_id: int | None) -> None:
         """Post the guild's actions to `channel_id` from now on (None: stop)."""
+        self._errors.pop(guild_id, None)
         if channel_id is None:
             self._channels.pop(guild_id, None)
         else:
@@ -87,6 +89,10 @@ class AuditFeed:
 
     def channel(self, guild_id: int) -> int | None:
         return self._channels.get(guild_id)
+
+    def error(self, guild_id: int) -> str | None:
+        """Why the guild's audit channel refused the last post (None: it took it, or nothing was posted)."""
+        return self._errors.get(guild_id)
 
     # publishing
 
@@ -141,11 +147,13 @@ class AuditFeed:
         by_channel: dict[int, list[str]] = {}
         plain: dict[int, list[str]] = {}
         counts: dict[int, int] = {}
+        guilds: dict[int, int] = {}
         for entry in entries:
             assert entry.guild_id is not None  # publish() lets only guild entries in
             channel_id = self._channels.get(entry.guild_id)
             if channel_id is None:
                 continue  # the feed was stopped meanwhile
+            guilds[channel_id] = entry.guild_id
             lines = by_channel.setdefault(channel_id, [])
             dropped = self._dropped.pop(entry.guild_id, 0)
             if dropped:
@@ -159,16 +167,17 @@ class AuditFeed:
             counts[channel_id] = counts.get(channel_id, 0) + 1
             plain.setdefault(channel_id, []).append(audit_plain(entry, server_names=names, since=self._since))
         for channel_id, lines in by_channel.items():
+            guild_id = guilds[channel_id]
             messages = pack(lines)
             if len(messages) == 1:
-                await self._send(channel_id, messages[0])
+                await self._send(guild_id, channel_id, messages[0])
                 continue
             summary = f"{counts[channel_id]} audited actions at once; they are attached."
-            if not await self._send(channel_id, summary, "\n".join(plain[channel_id]) + "\n"):
+            if not await self._send(guild_id, channel_id, summary, "\n".join(plain[channel_id]) + "\n"):
                 for text in messages:  # most likely no Attach Files: the lines, then, one message at a time
-                    await self._send(channel_id, text)
+                    await self._send(guild_id, channel_id, text)
 
-    async def _send(self, channel_id: int, text: str, file_text: str | None = None) -> bool:
+    async def _send(self, guild_id: int, channel_id: int, text: str, file_text: str | None = None) -> bool:
         await self._budget.acquire()
         channel = self._client.get_partial_messageable(channel_id)
         files = [] if file_text is None else [discord.File(io.BytesIO(file_text.encode()), "audit.txt")]
@@ -176,8 +185,10 @@ class AuditFeed:
             await channel.send(text, files=files, allowed_mentions=discord.AllowedMentions.none())
         except discord.HTTPException as exc:
             # Kept, not unset: an admin fixing the channel's permissions should not have to set it again.
-            self.last_error = f"could not post to the audit channel {channel_id}: {exc.status} {exc.text}"
-            log.warning("%s", self.last_error)
+            error = f"Discord refused a post to <#{channel_id}>: {exc.status} {exc.text}".strip()
+            self._errors[guild_id] = error
+            log.warning("audit channel of guild %d: %s", guild_id, error)
             return False
+        self._errors.pop(guild_id, None)
         self.posted += 1
         return True

@@ -299,3 +299,16 @@ async def test_retention_zero_keeps_everything(tmp_path: Path) -> None:
             await rig.run("health")  # the bot is up and answering
             assert not rig.bot.audit_pruner.enabled and rig.bot.audit_pruner.runs == 0
             assert len(await rig.bot.store.recent_audit(guild_id=GUILD)) == 2
+
+
+async def test_health_says_when_the_audit_channel_refuses_posts(rig: Rig) -> None:
+    await rig.run("audit", {"channel": OTHER}, subcommand="channel")
+    await rig.wait_for_text(OTHER, "audit channel")
+    rig.fake.fail_next("POST", f"/channels/{OTHER}/messages", 403)
+    await rig.run("power", {"server": "Survival", "action": "start"})
+    await rig.fake.wait_for(lambda: rig.bot.audit_feed.error(GUILD) is not None, 5, "the refused post")
+    health = await rig.run("health")
+    assert f"Audit channel: ⚠️ Discord refused a post to <#{OTHER}>: 403" in health.text
+    await rig.run("power", {"server": "Survival", "action": "stop"})  # the channel takes posts again
+    await rig.wait_for_text(OTHER, "power `stop`")
+    assert "Audit channel" not in (await rig.run("health")).text
