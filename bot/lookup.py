@@ -1,4 +1,4 @@
-"""Resolving the `server` option (SPEC §4): typed text or an autocomplete value to a `Server`. Pure."""
+"""Resolving the `server` option: typed text or an autocomplete value to a `Server`. Pure."""
 
 from __future__ import annotations
 

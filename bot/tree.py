@@ -9,6 +9,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from bot.discord_access import DM_REFUSAL
 from bot.errors import WingbeatError
 from bot.guard import Guarded, admit_command
 from bot.redact import hide_addresses
@@ -32,7 +33,7 @@ def user_error_text(error: BaseException) -> str | None:
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"You are asking too often; try again in {math.ceil(error.retry_after)} s."
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "Wingbeat's commands work in servers only, not in direct messages."
+        return DM_REFUSAL
     if isinstance(error, app_commands.TransformerError):
         return f"That value is not usable here: {error.value!r}."
     if isinstance(error, app_commands.CheckFailure):

@@ -143,6 +143,26 @@ class Rig:
         return self.fake.messages(channel_id)
 
 
+def block_lines(content: str) -> list[str]:
+    """The console lines shown in a message's code block."""
+    start = content.find("```")
+    if start < 0:
+        return []
+    body = content[content.index("\n", start) + 1 : content.rindex("```")]
+    return body.rstrip("\n").split("\n") if body.strip() else []
+
+
+def posted_lines(messages: list[PostedMessage]) -> list[str]:
+    """Every console line a channel received: the attachment when there is one, else the block."""
+    lines: list[str] = []
+    for msg in messages:
+        if msg.attachments:
+            lines.extend(msg.attachments[0][1].decode().splitlines())
+        else:
+            lines.extend(block_lines(msg.content))
+    return lines
+
+
 def message_text(message: PostedMessage) -> str:
     parts = [message.content]
     parts.extend(data.decode("utf-8", "replace") for _, data in message.attachments)

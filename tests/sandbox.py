@@ -45,13 +45,16 @@ ALICE = 910000000000000004  # holds ADMIN_ROLE
 BOB = 910000000000000005  # no roles
 OWNER = 910000000000000006  # the guild's owner, so the bot's own permissions are what roles give it
 USERS = {"alice": ALICE, "bob": BOB}
+# Another Discord server the bot was invited to, not in GUILD_IDS: Wingbeat refuses it and logs it once.
+FOREIGN_GUILD = 910000000000000010
+FOREIGN_CHANNEL = 910000000000000011
 FOREVER = 365 * 24 * 3600.0  # a timeout for waits that only cancellation ends
 
 LOBBY = "1a2b3c4d"  # running
 SURVIVAL = "5e6f7a8b"  # offline
 FRIENDS = "9c0d1e2f"  # running; the panel key is a subuser there without any control permission
 
-# Every variable the bot reads (SPEC §2 and the endpoint overrides): scrubbed from the bot's inherited
+# Every variable the bot reads (the README's settings and the endpoint overrides): scrubbed from the bot's inherited
 # environment so only the sandbox's `.env` configures it.
 SETTING_NAMES = (
     "DISCORD_TOKEN",
@@ -64,8 +67,12 @@ SETTING_NAMES = (
     "CONSOLE_INPUT",
     "CONSOLE_COLOR",
     "LOG_LEVEL",
+    "STATUS_INTERVAL",
+    "AUDIT_RETENTION_DAYS",
     "DISCORD_API_URL",
     "DISCORD_GATEWAY_URL",
+    "SHARD_COUNT",
+    "SHARD_IDS",
 )
 
 
@@ -74,7 +81,7 @@ ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class DemoFailure(AssertionError):
-    """A demo step did not behave as the SPEC says."""
+    """A demo step did not behave as docs/behaviour.md says."""
 
 
 def check(condition: object, message: str) -> None:
@@ -139,6 +146,8 @@ def build_guild(fake: FakeDiscord) -> None:
     # The fake makes its first member the owner, who has every permission; that would be the bot.
     guild.add_member(OWNER, "owner")
     guild.members = {OWNER: guild.members.pop(OWNER), **guild.members}
+    foreign = fake.add_guild(FOREIGN_GUILD, "Someone Else's Server")
+    foreign.add_channel(FOREIGN_CHANNEL, "general")
 
 
 @contextlib.asynccontextmanager
@@ -474,10 +483,21 @@ async def run_demo(
     """Start the real bot, drive every command, stop it, show the audit log; raises DemoFailure."""
     say(f"$ cd {sandbox.workdir} && cp {env_file} .env && {shlex.quote(sys.executable)} -m bot")
     echo = (lambda line: say(f"  bot| {line}")) if show_bot_log else None
+    # A global command an earlier version registered: usable from every Discord server the bot is in.
+    sandbox.fake.register_commands(None, [{"name": "servers", "description": "left behind", "type": 1}])
     bot = await BotProcess.start(sandbox, env_file, echo)
     try:
         await bot.wait_ready(sandbox.fake, ready_timeout)
         say(f"bot logged in (pid {bot.proc.pid}) and synced: {', '.join(synced_command_names(sandbox.fake))}")
+        check(
+            sandbox.fake.registered_commands(None) == [], "the global command left behind should be removed"
+        )
+        say("  and removed the global command an earlier version had left")
+        check(
+            bot.logged(f"guild {FOREIGN_GUILD} (Someone Else's Server), which is not in GUILD_IDS"),
+            f"the bot should log the guild outside GUILD_IDS:\n{bot.log_tail()}",
+        )
+        say(f"  and logged that it is in guild {FOREIGN_GUILD}, which is not in GUILD_IDS (refused)")
         try:
             await demo_commands(sandbox, Session(sandbox, say))
         except DemoFailure as exc:
@@ -628,7 +648,7 @@ async def amain(args: argparse.Namespace, env_file: Path) -> int:
         except DemoFailure as exc:
             print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
             return 1
-    print("\ndemo passed: every step behaved as the SPEC says")
+    print("\ndemo passed: every step behaved as docs/behaviour.md says")
     return 0
 
 

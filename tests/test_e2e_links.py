@@ -8,9 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from bot.store import How
-from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, OTHER, build_world, running_bot, settings_for
+from tests.e2e_helpers import (
+    ADMIN,
+    CONSOLE,
+    GUILD,
+    OTHER,
+    build_world,
+    posted_lines,
+    running_bot,
+    settings_for,
+)
 from tests.fakes.emulator import Emulator
-from tests.fakes.fake_discord import FakeDiscord, PostedMessage
+from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_discord_models import ATTACH_FILES, SEND_MESSAGES, VIEW_CHANNEL
 
 
@@ -164,17 +173,6 @@ async def test_without_attach_files_a_flood_comes_as_messages_and_no_line_is_los
 def _bot_can_attach(bot: Any, channel_id: int) -> bool:
     guild = bot.get_guild(GUILD)
     return bool(guild.get_channel(channel_id).permissions_for(guild.me).attach_files)
-
-
-def posted_lines(messages: list[PostedMessage]) -> list[str]:
-    """The console lines of every message's code block, in order."""
-    lines: list[str] = []
-    for message in messages:
-        content = message.content
-        if "```" in content:
-            body = content[content.index("\n", content.index("```")) + 1 : content.rindex("```")]
-            lines.extend(body.rstrip("\n").split("\n"))
-    return lines
 
 
 async def test_a_deleted_channel_loses_its_links(tmp_path: Path) -> None:

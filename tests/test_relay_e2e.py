@@ -17,8 +17,9 @@ from bot.relay.service import ConsoleRelay
 from bot.settings import ColorMode
 from bot.wings.connection import Timing
 from bot.wings.manager import ConnectionManager
+from tests.e2e_helpers import block_lines, posted_lines
 from tests.fakes.emulator import Emulator, FakeServer
-from tests.fakes.fake_discord import FakeDiscord, PostedMessage
+from tests.fakes.fake_discord import FakeDiscord
 from tests.waiting import wait_until
 
 GUILD, CHANNEL, OTHER = 100, 200, 201
@@ -65,26 +66,6 @@ async def rig(
             finally:
                 await relay.close()
                 await manager.close()
-
-
-def block_lines(content: str) -> list[str]:
-    """The console lines shown in a message's code block."""
-    start = content.find("```")
-    if start < 0:
-        return []
-    body = content[content.index("\n", start) + 1 : content.rindex("```")]
-    return body.rstrip("\n").split("\n") if body.strip() else []
-
-
-def posted_lines(messages: list[PostedMessage]) -> list[str]:
-    """Every console line the channel received: the attachment when there is one, else the block."""
-    lines: list[str] = []
-    for msg in messages:
-        if msg.attachments:
-            lines.extend(msg.attachments[0][1].decode().splitlines())
-        else:
-            lines.extend(block_lines(msg.content))
-    return lines
 
 
 async def linked(r: Rig, channel: int = CHANNEL) -> None:

@@ -1,4 +1,4 @@
-"""What a server's people see for events other than console lines (SPEC §8): one short line each."""
+"""What a server's people see for events other than console lines: one short line each (docs/behaviour.md)."""
 
 from __future__ import annotations
 

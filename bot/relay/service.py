@@ -164,7 +164,7 @@ class ConsoleRelay:
         kind = event.frame.known
         if kind in MIRRORED:
             raw = event.frame.arg
-            # Wings turns " \r" inside a line into "\r\n" (reference §3.3): those are separate lines.
+            # Wings turns " \r" inside a line into "\r\n": those are separate lines.
             lines = [part.rstrip("\r") for part in raw.split("\n")] if "\n" in raw else (raw,)
             for sender, prefix in self._targets(server):
                 for line in lines:

@@ -13,7 +13,6 @@ Rules copied from Discord because the bot must cope with them: per-channel creat
 global limit (429 with ``Via`` + JSON ``retry_after``), ``X-RateLimit-*`` headers on every response,
 the 3 s interaction deadline (404 / 10062), 2000-character content and embed limits (400 / 50035),
 and message content stripped from MESSAGE_CREATE without the message_content intent.
-See /work/shared/reference/discordpy.md §2.1 and §3.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """World state and payload builders for the fake Discord (see fake_discord.py).
 
-Payload shapes follow /work/shared/reference/discordpy.md §3.4: only what discord.py 2.7.1 indexes
+Payload shapes: only what discord.py 2.7.1 indexes
 with ``[...]`` is required; a little more is sent so cached objects look realistic.
 """
 
