@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import discord
 
+from bot.names import safe_name
+from bot.render import name_label
 from bot.store import STARTED, AuditEntry, How
 
 ARGUMENTS_SHOWN = 200  # characters of an entry's arguments in a Discord line (the file has them whole)
@@ -61,8 +63,8 @@ def _server(identifier: str | None, names: Mapping[str, str], *, markdown: bool)
         return "—" if markdown else "-"
     name = names.get(identifier)
     if not markdown:
-        return f"{name} ({identifier})" if name else identifier
-    return f"**{discord.utils.escape_markdown(name)}** (`{identifier}`)" if name else f"`{identifier}`"
+        return f"{safe_name(name)} ({identifier})" if name else identifier
+    return name_label(name, identifier)
 
 
 def audit_line(entry: AuditEntry, *, server_names: Mapping[str, str], since: datetime | None = None) -> str:

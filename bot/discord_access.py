@@ -31,6 +31,7 @@ from bot.catalog import ServerCatalog
 from bot.grants import GrantBook
 from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.models import Server
+from bot.render import label as label_of
 from bot.settings import Settings
 
 DM_REFUSAL = "Wingbeat's commands work in servers only, not in direct messages."
@@ -102,14 +103,9 @@ def message_author_is_admin(message: discord.Message, admin_role_ids: Collection
 # -- the one check -------------------------------------------------------------------------------------------
 
 
-def server_label(server: Server) -> str:
-    """`**Name** (`identifier`)`, the name's markdown escaped: how a refusal names a server."""
-    return f"**{discord.utils.escape_markdown(server.name)}** (`{server.identifier}`)"
-
-
 def _server_parts(server: Server | str | None) -> tuple[str | None, str | None]:
     if isinstance(server, Server):
-        return server.identifier, server_label(server)
+        return server.identifier, label_of(server)
     return server, None
 
 

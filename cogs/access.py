@@ -14,7 +14,9 @@ from bot.access import Capability, Verdict, may_grant, may_revoke, parse_pattern
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
 from bot.discord_access import interaction_member
+from bot.names import safe_name
 from bot.panel.pacing import Priority
+from bot.render import inline, name_label
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
 from bot.store import ALL_SERVERS, Grant, TargetKind
@@ -31,7 +33,7 @@ def _capability(value: str) -> Capability:
         return Capability(value)
     except ValueError:
         names = ", ".join(f"`{c.value}`" for c in Capability)
-        raise Refusal(f"There is no capability `{value[:40]}`; pick one of {names}.") from None
+        raise Refusal(f"There is no capability `{inline(value, 40)}`; pick one of {names}.") from None
 
 
 def _kind(target: Target) -> TargetKind:
@@ -52,13 +54,13 @@ def server_text(identifier: str, names: Mapping[str, str], *, markdown: bool = T
         return "all servers"
     name = names.get(identifier)
     if not markdown:
-        return f"{name} ({identifier})" if name else identifier
-    return f"**{discord.utils.escape_markdown(name)}** (`{identifier}`)" if name else f"`{identifier}`"
+        return f"{safe_name(name)} ({identifier})" if name else identifier
+    return name_label(name, identifier)
 
 
 def _patterns_text(patterns: Sequence[str], *, markdown: bool = True) -> str:
     if markdown:
-        return ", ".join(f"`{p.replace('`', 'ˋ')}`" for p in patterns)
+        return ", ".join(f"`{inline(p, len(p))}`" for p in patterns)
     return ", ".join(patterns)
 
 

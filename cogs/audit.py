@@ -15,6 +15,7 @@ from bot.audit import AuditAction
 from bot.audit_text import audit_line, audit_plain
 from bot.lookup import ServerLookupError
 from bot.panel.pacing import Priority
+from bot.render import name_label
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
 from bot.tree import Refusal
@@ -82,10 +83,7 @@ class AuditCog(commands.Cog):
         names = {s.identifier: s.name for s in self.bot.catalog.servers}
         scope = ""
         if identifier is not None:
-            label = (
-                f"**{discord.utils.escape_markdown(name)}** (`{identifier}`)" if name else f"`{identifier}`"
-            )
-            scope += f" on {label}"
+            scope += f" on {name_label(name, identifier)}"
         if member is not None:
             scope += f" by <@{member.id}>"
         if not entries:
