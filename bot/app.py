@@ -1,7 +1,7 @@
 """The Discord side: one `commands.Bot` subclass that owns the application's resources.
 
 `setup_hook` opens the store, the panel client, the Wings connection manager and the console relay, builds the
-services cogs call (links, audit, server views, health reports, the guard), loads the cogs, syncs the slash
+services cogs call (links, audit, server views, health reports, the guard, boards, alerts), loads the cogs, syncs the slash
 commands to the allowed guilds only when they changed (bot.command_sync), and restores the saved console
 links of the allowed guilds. Cogs only translate Discord input
 into calls on what hangs here.
@@ -20,9 +20,12 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bot.alerts.service import AlertService, AlertTiming
 from bot.audit import Auditor
 from bot.audit_feed import AuditFeed
 from bot.audit_prune import AuditPruner
+from bot.boards.messages import BoardMessages
+from bot.boards.service import BoardService
 from bot.catalog import ServerCatalog
 from bot.command_sync import SyncResult, sync_commands
 from bot.grants import GrantBook
@@ -31,6 +34,7 @@ from bot.health_report import HealthReports
 from bot.heartbeat import Heartbeat, heartbeat_path
 from bot.links import LinkService
 from bot.panel.client import PanelClient
+from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import DiscordPoster
 from bot.relay.service import ConsoleRelay
 from bot.server_view import ServerViews
@@ -38,6 +42,7 @@ from bot.settings import Settings
 from bot.store import Store, StoreError
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
+from bot.wings.frames import PowerAction
 from bot.wings.manager import ConnectionManager
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,8 @@ INITIAL_EXTENSIONS: tuple[str, ...] = (
     "cogs.health",
     "cogs.access",
     "cogs.audit",
+    "cogs.boards",
+    "cogs.alerts",
 )
 
 
@@ -84,7 +91,8 @@ class WingbeatBot(commands.Bot):
 
     Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
     between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`,
-    `audit_prune_every` (seconds between audit pruning passes).
+    `audit_prune_every` (seconds between audit pruning passes),
+    `board_tick` (boards' look at the server list and sockets), `alert_timing`.
     """
 
     # Set in setup_hook, in this order; closed in the reverse order.
@@ -101,6 +109,8 @@ class WingbeatBot(commands.Bot):
     guard: Guard
     audit_feed: AuditFeed  # every audited action also posted to its guild's audit channel
     audit_pruner: AuditPruner
+    boards: BoardService
+    alerts: AlertService
     heartbeat: Heartbeat  # touched while the gateway and loop are alive; read by `wingbeat healthcheck`
 
     def __init__(
@@ -116,6 +126,8 @@ class WingbeatBot(commands.Bot):
         drain_timeout: float = 5.0,
         flush_timeout: float = 3.0,
         audit_prune_every: float = 86400.0,
+        board_tick: float = 2.0,
+        alert_timing: AlertTiming | None = None,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
         intents = discord.Intents.none()
@@ -142,6 +154,10 @@ class WingbeatBot(commands.Bot):
         self._flush_timeout = flush_timeout
         self._audit_prune_every = audit_prune_every
         self._extensions = tuple(extensions)
+        self._board_tick = board_tick
+        self._alert_timing = alert_timing
+        # One pace for every message the bot posts or edits (relay, boards, alerts), under Discord's global limit.
+        self.discord_budget = RequestBudget()
         self._resources = contextlib.AsyncExitStack()
         self._closing = False
         self.command_sync = SyncResult((), (), 0)  # what the last start-up changed on Discord's side
@@ -172,6 +188,7 @@ class WingbeatBot(commands.Bot):
             DiscordPoster(self),
             mode=settings.console_color,
             min_interval=self._relay_interval,
+            budget=self.discord_budget,
             on_link_stopped=self._link_stopped,
         )
         self._closes("console relay", self.relay.close)
@@ -182,18 +199,42 @@ class WingbeatBot(commands.Bot):
         self.reports = HealthReports(self.store, self.relay, self.manager, self.catalog)
         self.guard = Guard(settings, self.auditor)
         await self._start_audit_services()
+        self.boards = BoardService(
+            store=self.store,
+            auditor=self.auditor,
+            catalog=self.catalog,
+            manager=self.manager,
+            messages=BoardMessages(self),
+            budget=self.discord_budget,
+            interval=settings.status_interval,
+            allowed_guilds=self.guard.allowed_guilds,
+            tick=self._board_tick,
+        )
+        self.alerts = AlertService(
+            store=self.store,
+            catalog=self.catalog,
+            manager=self.manager,
+            client=self,
+            budget=self.discord_budget,
+            allowed_guilds=self.guard.allowed_guilds,
+            timing=self._alert_timing,
+        )
         for name in self._extensions:
             await self.load_extension(name)
         self.command_sync = await sync_commands(self, self.tree, self.store, settings.guild_ids)
         await self.links.restore(self.guard.allowed_guilds)
         self.catalog.start()
+        await self.boards.start()
+        self._closes("boards", self.boards.close)
+        await self.alerts.start()
+        self._closes("alerts", self.alerts.close)
         self.heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
         self._closes("heartbeat", self.heartbeat.close)
 
     async def _start_audit_services(self) -> None:
         catalog = self.catalog
         self.audit_feed = AuditFeed(
-            self, self.relay.budget, server_names=lambda: {s.identifier: s.name for s in catalog.servers}
+            self, self.discord_budget, server_names=lambda: {s.identifier: s.name for s in catalog.servers}
         )
         await self.audit_feed.load(self.store, self.settings.guild_ids)
         self.auditor.on_completed(self.audit_feed.on_completed)
@@ -229,6 +270,12 @@ class WingbeatBot(commands.Bot):
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages matter only to the console input listener (cogs.console)."""
 
+    def note_power_request(self, server: str, action: PowerAction) -> None:
+        """A power action is about to go out through Wingbeat: a stop it causes is no alert."""
+        alerts: AlertService | None = getattr(self, "alerts", None)
+        if alerts is not None:
+            alerts.power_requested(server, action)
+
     async def on_app_command_completion(
         self, interaction: discord.Interaction[WingbeatBot], command: object
     ) -> None:
@@ -247,6 +294,7 @@ class WingbeatBot(commands.Bot):
 
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         await self.links.channel_deleted(channel.guild.id, channel.id)
+        await self.boards.channel_deleted(channel.id)
 
     # shutdown
 

@@ -303,23 +303,3 @@ def autocomplete_scope(interaction: discord.Interaction) -> ServerScope:
 def filter_servers(servers: Iterable[Server], scope: ServerScope) -> list[Server]:
     """The servers in `scope`, in the given order."""
     return [server for server in servers if server.identifier in scope]
-
-
-def check_interaction(
-    interaction: discord.Interaction, command: str, admin_role_ids: Collection[int]
-) -> Verdict:
-    """May this interaction run `command` (its qualified name), judged without grants? DMs are always refused.
-
-    Kept for callers that predate grants; `check_action` is the check that reads them.
-    """
-    member = interaction_member(interaction)
-    if member is None:
-        return Verdict(False, DM_REFUSAL)
-    return decide(
-        member,
-        required_capability(command),
-        None,
-        grants=(),
-        admin_role_ids=admin_role_ids,
-        what=f"/{command}",
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -10,6 +10,7 @@ from discord.ext import commands
 
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
+from bot.panel.models import Server
 from bot.panel.pacing import Priority
 from bot.render import console_block, console_file, inline, label, plural
 from bot.replies import defer, reply
@@ -27,6 +28,51 @@ def power_outcome(result: PowerResult) -> str:
 
 def command_outcome(result: CommandResult) -> str:
     return f"sent; {plural(len(result.lines), 'line')} of output"
+
+
+# The replies are shared with the boards' buttons, which report exactly as the commands do.
+
+
+def power_report(server: Server, result: PowerResult) -> str:
+    """What /power (and a card's power button) answers after `set state`."""
+    icon = "✅" if result.outcome is PowerOutcome.DONE else "⚠️"
+    return f"{icon} {label(server)} {result.describe()}"
+
+
+async def reply_command_output(
+    interaction: discord.Interaction[Any], server: Server, command: str, result: CommandResult
+) -> None:
+    """What /command (and a card's Command… modal) answers: the output the command caused."""
+    head = f"Sent `{inline(command)}` to {label(server)}"
+    block = console_block(result.lines)
+    if block is None:
+        await reply(interaction, f"{head}; no output within {result.window:g} s.", ephemeral=True)
+        return
+    await reply(
+        interaction,
+        f"{head}:\n{block}",
+        ephemeral=True,
+        file_text=console_file(result.lines),
+        filename="output.txt",
+        summary=f"{head}; {len(result.lines)} lines of output are attached.",
+    )
+
+
+async def reply_logs(interaction: discord.Interaction[Any], server: Server, backlog: list[str]) -> None:
+    """What /logs (and a card's Logs button) answers: the latest console lines."""
+    block = console_block(backlog)
+    if block is None:
+        await reply(interaction, f"{label(server)} has no console output to show.", ephemeral=True)
+        return
+    head = f"The last {plural(len(backlog), 'console line')} of {label(server)}"
+    await reply(
+        interaction,
+        f"{head}:\n{block}",
+        ephemeral=True,
+        file_text=console_file(backlog),
+        filename=f"{server.identifier}-console.txt",
+        summary=f"{head} are attached.",
+    )
 
 
 class ControlCog(commands.Cog):
@@ -47,13 +93,13 @@ class ControlCog(commands.Cog):
     ) -> None:
         await defer(interaction, ephemeral=True)
         found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
+        self.bot.note_power_request(found.identifier, PowerAction(action))
         result = await self.bot.auditor.run(
             AuditAction.by(interaction, server=found.identifier, action="power", arguments=action),
             self.bot.manager.set_state(found.identifier, PowerAction(action)),
             power_outcome,
         )
-        icon = "✅" if result.outcome is PowerOutcome.DONE else "⚠️"
-        await reply(interaction, f"{icon} {label(found)} {result.describe()}", ephemeral=True)
+        await reply(interaction, power_report(found, result), ephemeral=True)
 
     @app_commands.command(name="command", description="Send a console command and show the output it caused")
     @app_commands.describe(server="The game server", command="The console command, e.g. say hello")
@@ -67,19 +113,7 @@ class ControlCog(commands.Cog):
             self.bot.manager.send_command(found.identifier, command),
             command_outcome,
         )
-        head = f"Sent `{inline(command)}` to {label(found)}"
-        block = console_block(result.lines)
-        if block is None:
-            await reply(interaction, f"{head}; no output within {result.window:g} s.", ephemeral=True)
-            return
-        await reply(
-            interaction,
-            f"{head}:\n{block}",
-            ephemeral=True,
-            file_text=console_file(result.lines),
-            filename="output.txt",
-            summary=f"{head}; {len(result.lines)} lines of output are attached.",
-        )
+        await reply_command_output(interaction, found, command, result)
 
     @app_commands.command(name="logs", description="Show the recent console output of a game server")
     @app_commands.describe(server="The game server", lines="How many of the latest lines (1–150, default 50)")
@@ -97,19 +131,7 @@ class ControlCog(commands.Cog):
         await defer(interaction, ephemeral=True)
         found = await resolve(self.bot.catalog, server, priority=Priority.ACTION)
         backlog = (await self.bot.manager.fetch_logs(found.identifier))[-lines:]
-        block = console_block(backlog)
-        if block is None:
-            await reply(interaction, f"{label(found)} has no console output to show.", ephemeral=True)
-            return
-        head = f"The last {plural(len(backlog), 'console line')} of {label(found)}"
-        await reply(
-            interaction,
-            f"{head}:\n{block}",
-            ephemeral=True,
-            file_text=console_file(backlog),
-            filename=f"{found.identifier}-console.txt",
-            summary=f"{head} are attached.",
-        )
+        await reply_logs(interaction, found, backlog)
 
 
 async def setup(bot: WingbeatBot) -> None:

@@ -61,6 +61,7 @@ class HealthCog(commands.Cog):
         assert interaction.guild_id is not None  # the guard refuses DMs
         snapshot = await self.bot.reports.snapshot(interaction.guild_id)
         header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
+        header += f"\n{self.bot.boards.summary(interaction.guild_id)}\n{self.bot.alerts.summary(interaction.guild_id)}"
         lines = [header, *audit_problems(self.bot, interaction.guild_id)]
         lines.extend("• " + server_line(r) for r in snapshot.servers)
         if not snapshot.servers:

@@ -15,6 +15,7 @@ from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
     GUILD,
+    OTHER,
     USER,
     Rig,
     build_world,
@@ -22,7 +23,7 @@ from tests.e2e_helpers import (
     settings_for,
 )
 from tests.fakes.emulator import Emulator
-from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
+from tests.fakes.fake_discord import FakeDiscord, FakeInteraction, PostedMessage
 
 SURVIVAL, CREATIVE, EVENT = "a1b2c3d4", "e5f6a7b8", "c9d0e1f2"
 MOD_ROLE = 900000000000000101
@@ -376,3 +377,82 @@ async def test_an_unknown_server_is_refused_to_members_without_grants_on_all_ser
     await grant(rig, MOD_ROLE, "control.restart")  # on all servers: the command itself says what is wrong
     unknown = await rig.run("power", {"server": "Nether", "action": "restart"}, user=MOD)
     assert "No server matches" in unknown.text
+
+
+# -- boards' buttons, form and menu --------------------------------------------------------------------------
+
+
+async def post(rig: Rig, subcommand: str, options: dict[str, Any], needle: str) -> PostedMessage:
+    before = {m.id for m in rig.fake.messages(OTHER)}
+    inter = await rig.run("board", {**options, "channel": OTHER}, subcommand=subcommand)
+    assert needle in inter.text, inter.text
+    [message] = [m for m in rig.fake.messages(OTHER) if m.id not in before and not m.deleted]
+    return message
+
+
+async def clicked(rig: Rig, user: int, message: PostedMessage, custom_id: str) -> FakeInteraction:
+    inter = await rig.fake.click(GUILD, OTHER, user, message.message, custom_id)
+    await inter.wait_done()
+    return inter
+
+
+async def test_a_moderator_restarts_survival_by_button_and_nothing_else(rig: Rig) -> None:
+    await grant(rig, MOD_ROLE, "control.restart", server="Survival")
+    card = await post(rig, "card", {"server": "Survival"}, "Posted a live card")
+    restart = await clicked(rig, MOD, card, f"wingbeat:power:{SURVIVAL}:restart")
+    await rig.fake.wait_for(lambda: "✅" in restart.all_text, 8, "the restart's outcome")
+    for action in ("stop", "start"):  # (Kill is enabled only while a server is stopping)
+        inter = await clicked(rig, MOD, card, f"wingbeat:power:{SURVIVAL}:{action}")
+        assert refused_at_once(inter), action
+        assert f"members granted `control.{action}` on **Survival**" in inter.text
+    for custom_id in (f"wingbeat:logs:{SURVIVAL}", f"wingbeat:cmd:{SURVIVAL}"):
+        inter = await clicked(rig, MOD, card, custom_id)
+        assert refused_at_once(inter) and inter.modal is None
+    assert power_frames(rig, SURVIVAL) == ["restart"]
+    assert not [n for n, _ in rig.emu.server(SURVIVAL).received if n in ("send command", "send logs")]
+    rows = await rig.bot.store.recent_audit(guild_id=GUILD, user_id=MOD)
+    assert {(e.action, e.how) for e in rows} == {("power", How.BUTTON), ("command", How.BUTTON)}
+    assert [e.outcome.split(":")[0] for e in rows if "restart" in e.arguments] == ["done"]
+
+
+async def test_the_command_form_obeys_patterns(rig: Rig) -> None:
+    await grant(rig, HELPER, "control.console", server="Survival", commands="say *")
+    card = await post(rig, "card", {"server": "Survival"}, "Posted a live card")
+
+    async def submit(text: str) -> FakeInteraction:
+        opened = await clicked(rig, HELPER, card, f"wingbeat:cmd:{SURVIVAL}")
+        modal = opened.modal
+        assert modal is not None, opened.text
+        [field] = [c for row in modal["components"] for c in row["components"]]
+        sent = await rig.fake.submit_modal(
+            GUILD, OTHER, HELPER, modal["custom_id"], {field["custom_id"]: text}
+        )
+        await sent.wait_done()
+        return sent
+
+    assert "Sent `say from the card`" in (await submit("say from the card")).text
+    refused = await submit("stop")
+    assert refused_at_once(refused)
+    assert "you may send only commands matching `say *`; `stop` matches none of them" in refused.text
+    assert commands_sent(rig, SURVIVAL) == ["say from the card"]
+    rows = [
+        e for e in await rig.bot.store.recent_audit(guild_id=GUILD, user_id=HELPER) if e.action == "command"
+    ]
+    assert [(e.arguments, e.how) for e in rows] == [("stop", How.BUTTON), ("say from the card", How.BUTTON)]
+    assert rows[0].outcome.startswith("refused: ") and rows[1].outcome.startswith("sent")
+
+
+async def test_a_boards_menu_follows_the_view_rule(rig: Rig) -> None:
+    board = await post(rig, "post", {}, "Posted a live status board")
+    await grant(rig, EVENT_ROLE, "view", server="Event")
+
+    async def pick(user: int, server: str) -> FakeInteraction:
+        inter = await rig.fake.pick(GUILD, OTHER, user, board.message, "wingbeat:board:select", [server])
+        await inter.wait_done()
+        return inter
+
+    refused = await pick(USER, SURVIVAL)
+    assert refused_at_once(refused) and "`view` on **Survival**" in refused.text
+    assert refused_at_once(await pick(HELPER, SURVIVAL))
+    card = await pick(HELPER, EVENT)
+    assert card.ephemeral and not refused_at_once(card)

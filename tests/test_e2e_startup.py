@@ -20,7 +20,19 @@ from tests.e2e_helpers import (
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
 
-COMMANDS = {"servers", "status", "power", "command", "logs", "console", "health", "access", "audit"}
+COMMANDS = {
+    "servers",
+    "status",
+    "power",
+    "command",
+    "logs",
+    "console",
+    "health",
+    "board",
+    "alerts",
+    "access",
+    "audit",
+}
 
 
 def options(command: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -218,6 +218,14 @@ class FakeDiscord:
         self._sessions: dict[str, int] = {}  # session id -> last sequence
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        # -- components, modals and message edits (boards) --
+        # Edits have their own per-channel bucket (Discord publishes no numbers; these are the create bucket's).
+        self.edit_bucket_limit = bucket_limit
+        self.edit_bucket_window = bucket_window
+        # Discord refuses further edits of a much-edited old message with 30046: after this many edits of one
+        # message (None: never), and at once for the message ids in `refuse_edits`.
+        self.max_edits: int | None = None
+        self.refuse_edits: set[int] = set()
 
     # lifecycle
 
@@ -462,6 +470,156 @@ class FakeDiscord:
         if choices is None:
             raise AssertionError(f"bot answered the autocomplete with {inter.responses!r}, not type 8")
         return choices
+
+    # -- components, modals and message edits (boards) ------------------------------------------------------
+
+    async def click(
+        self, guild_id: int | None, channel_id: int, user_id: int, message: dict[str, Any], custom_id: str
+    ) -> FakeInteraction:
+        """Dispatches a button click (type 3) on `message` (a message object) as `user_id`; returns at once."""
+        return self._component(guild_id, channel_id, user_id, message, custom_id, 2, None)
+
+    async def pick(
+        self,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+        message: dict[str, Any],
+        custom_id: str,
+        values: list[str],
+    ) -> FakeInteraction:
+        """Dispatches a string-select choice (type 3, component type 3) of `values` on `message`."""
+        return self._component(guild_id, channel_id, user_id, message, custom_id, 3, values)
+
+    async def submit_modal(
+        self, guild_id: int | None, channel_id: int, user_id: int, custom_id: str, values: dict[str, str]
+    ) -> FakeInteraction:
+        """Dispatches a modal submit (type 5): `values` maps each text input's custom_id to what was typed."""
+        self._require_connection()
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()
+        ]
+        return self._dispatch_interaction(
+            5, guild_id, channel_id, user_id, {"custom_id": custom_id, "components": rows}, None
+        )
+
+    def delete_by_user(self, channel_id: int, message_id: int) -> None:
+        """Someone deleted a bot message in Discord's client: later requests for it get 10008."""
+        posted = self._message_index[message_id]
+        posted.deleted = True
+        self._dispatch_soon(
+            "MESSAGE_DELETE",
+            {"id": str(message_id), "channel_id": str(channel_id), **self._guild_of(channel_id)},
+        )
+
+    def remove_channel(self, guild_id: int, channel_id: int) -> None:
+        """The channel is deleted: later requests for it get 10003."""
+        channel = self.guilds[guild_id].channels.pop(channel_id)
+        self._dispatch_soon("CHANNEL_DELETE", channel.payload())
+
+    def edits(self, channel_id: int | None = None) -> list[RecordedRequest]:
+        """Every message edit (PATCH) the bot made, optionally in one channel, 429s included."""
+        prefix = f"/channels/{channel_id}/messages/" if channel_id is not None else "/channels/"
+        return [r for r in self.requests if r.method == "PATCH" and r.path.startswith(prefix)]
+
+    def _guild_of(self, channel_id: int) -> dict[str, str]:
+        channel = self.channel(channel_id)
+        return {"guild_id": str(channel.guild_id)} if channel is not None and channel.guild_id else {}
+
+    def _component(
+        self,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+        message: dict[str, Any],
+        custom_id: str,
+        component_type: int,
+        values: list[str] | None,
+    ) -> FakeInteraction:
+        self._require_connection()
+        found = [
+            c
+            for row in message.get("components") or []
+            for c in row.get("components") or []
+            if c.get("custom_id") == custom_id
+        ]
+        if not found:
+            raise ValueError(f"message {message.get('id')} has no component {custom_id!r}")
+        if found[0].get("disabled"):
+            raise ValueError(f"component {custom_id!r} is disabled; Discord's client cannot click it")
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": component_type}
+        if values is not None:
+            data["values"] = list(values)
+        return self._dispatch_interaction(3, guild_id, channel_id, user_id, data, message)
+
+    def _dispatch_interaction(
+        self,
+        kind: int,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+        data: dict[str, Any],
+        message: dict[str, Any] | None,
+    ) -> FakeInteraction:
+        guild = self.guilds.get(guild_id) if guild_id is not None else None
+        interaction_id = snowflake()
+        token = "itok." + secrets.token_urlsafe(32)
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.application_id),
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "data": data,
+            "channel_id": str(channel_id),
+            "locale": "en-US",
+            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+            "entitlements": [],
+            "app_permissions": "0",
+        }
+        if message is not None:
+            payload["message"] = message
+        channel = self.channel(channel_id)
+        if guild_id is not None:
+            # A board left in a guild the fake does not model (e.g. one outside GUILD_IDS) still sends its guild id.
+            member = (guild.members.get(user_id) if guild else None) or FakeMember(user_id, f"user{user_id}")
+            perms = guild.computed_permissions(user_id) if guild else 0
+            payload.update(guild_id=str(guild_id), guild_locale="en-US", context=0)
+            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
+            payload["member"] = member.payload(permissions=perms)
+            payload["app_permissions"] = str(guild.computed_permissions(self.bot_user_id) if guild else 0)
+            payload["authorizing_integration_owners"] = {"0": str(guild_id)}
+            chan = channel.payload() if channel else {"id": str(channel_id), "type": 0, "name": "unknown"}
+            chan["permissions"] = str(perms)
+            payload["channel"] = chan
+        else:
+            payload["user"] = user_payload(user_id, f"user{user_id}")
+            payload["context"] = 1
+            payload["authorizing_integration_owners"] = {"0": "0"}
+            payload["channel"] = {"id": str(channel_id), "type": 1, "recipients": [payload["user"]]}
+        inter = FakeInteraction(self, interaction_id, token, payload, asyncio.get_running_loop().time())
+        self.interactions.append(inter)
+        self._interactions_by_id[interaction_id] = inter
+        self._interactions_by_token[token] = inter
+        self._dispatch_soon("INTERACTION_CREATE", payload)
+        return inter
+
+    def _update_component_message(self, inter: FakeInteraction, kind: int, data: dict[str, Any]) -> None:
+        """Type 6/7 answer a click on a message: @original is that message, and type 7 updates it at once."""
+        message = inter.payload.get("message")
+        if message is None:
+            return
+        posted = self._message_index.get(int(message["id"]))
+        target = posted.message if posted is not None else message
+        inter.original = target
+        if kind != 7:
+            return
+        for key in ("content", "embeds", "components"):
+            if key in data:
+                target[key] = data[key] or ("" if key == "content" else [])
+        if posted is not None:
+            posted.content, posted.embeds = target.get("content") or "", target.get("embeds") or []
+            posted.edits.append({**data, "files": []})
 
     # internals: waiting
 
@@ -863,6 +1021,8 @@ class FakeDiscord:
             digest = hashlib.sha1(route_key.encode()).hexdigest()[:16]
             if route_key == f"POST {API_PREFIX}/channels/{{channel_id}}/messages":
                 bucket = _Bucket(self.bucket_limit, self.bucket_window, digest)
+            elif route_key == f"PATCH {API_PREFIX}/channels/{{channel_id}}/messages/{{message_id}}":
+                bucket = _Bucket(self.edit_bucket_limit, self.edit_bucket_window, digest)
             else:
                 bucket = _Bucket(ROUTE_LIMIT, ROUTE_WINDOW, digest)
             self._buckets[key] = bucket
@@ -1161,11 +1321,20 @@ class FakeDiscord:
         invalid = self._invalid(payload, files, edit=True)
         if invalid is not None:
             return invalid
+        if posted.id in self.refuse_edits or (
+            self.max_edits is not None and len(posted.edits) >= self.max_edits
+        ):
+            posted.refused_edits += 1
+            return _error(
+                400, 30046, "Maximum number of edits to messages older than 1 hour reached. Try again later"
+            )
         obj = posted.message
         if "content" in payload:
             posted.content = obj["content"] = payload["content"] or ""
         if "embeds" in payload:
             posted.embeds = obj["embeds"] = payload["embeds"] or []
+        if "components" in payload:
+            obj["components"] = payload["components"] or []
         obj["edited_timestamp"] = iso_now()
         posted.edits.append({**payload, "files": files})
         return _json(obj)
@@ -1238,6 +1407,8 @@ class FakeDiscord:
             body["resource"]["message"] = obj
         if kind in (4, 7):
             inter.answers.append(Answer("response", data, files, now))
+        if kind in (6, 7):
+            self._update_component_message(inter, kind, data)
         return _json(body)
 
     def _webhook_interaction(self, request: web.Request) -> FakeInteraction:
@@ -1288,6 +1459,8 @@ class FakeDiscord:
             obj["content"] = payload["content"] or ""
         if "embeds" in payload:
             obj["embeds"] = payload["embeds"] or []
+        if "components" in payload:
+            obj["components"] = payload["components"] or []
         obj["flags"] = int(obj.get("flags") or 0) & ~128
         obj["edited_timestamp"] = iso_now()
         if request.match_info["message_id"] == "@original":

@@ -302,6 +302,7 @@ class PostedMessage:
     message: dict[str, Any] = field(default_factory=dict)  # the message object returned to the bot
     edits: list[dict[str, Any]] = field(default_factory=list)  # PATCH payloads (files under "files")
     deleted: bool = False
+    refused_edits: int = 0  # edits answered with 30046 (components, modals and message edits)
 
 
 @dataclass(frozen=True)
@@ -411,6 +412,29 @@ class FakeInteraction:
     def files(self) -> list[tuple[str, bytes]]:
         """Files attached to any answer."""
         return [f for a in self.answers for f in a.files]
+
+    # -- components, modals and message edits (boards) --
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        """The modal the bot opened (type-9 response data: custom_id, title, components), if any."""
+        for r in self.responses:
+            if r.get("type") == 9:
+                return dict(r.get("data") or {})
+        return None
+
+    @property
+    def message(self) -> dict[str, Any] | None:
+        """The message object of the latest answer (@original or the last followup), for clicking on it."""
+        final = self._final()
+        if final is not None and final.kind == "followup" and self.webhook_messages:
+            return list(self.webhook_messages.values())[-1]
+        return self.original
+
+    def components(self) -> list[dict[str, Any]]:
+        """Every component (buttons, selects) of the latest answer's message, flattened out of their rows."""
+        message = self.message or {}
+        return [c for row in message.get("components") or [] for c in row.get("components") or []]
 
     @property
     def choices(self) -> list[dict[str, Any]] | None:

@@ -1,0 +1,1 @@
+"""Live status boards and server cards: figures kept from the Wings sockets, rendered, edited in place."""
