@@ -78,7 +78,7 @@ class Database:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the bot is configured with (SPEC §2)."""
+    """Everything the bot is configured with (docs/behaviour.md)."""
 
     discord_token: str = field(repr=False)
     panel_url: str

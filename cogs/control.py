@@ -44,6 +44,9 @@ async def reply_command_output(
 ) -> None:
     """What /command (and a card's Command… modal) answers: the output the command caused."""
     head = f"Sent `{inline(command)}` to {label(server)}"
+    if result.state_unknown:
+        # Wings drops a command to an offline server without a word; say so when the state was not known.
+        head += " (its power state was not known yet: if it is offline, Wings ignored the command)"
     block = console_block(result.lines)
     if block is None:
         await reply(interaction, f"{head}; no output within {result.window:g} s.", ephemeral=True)

@@ -33,10 +33,14 @@ def server_line(report: ServerReport) -> str:
         parts.append(f"{plural(len(report.links), 'link')} here, backlog {pending} lines")
         if dropped:
             parts.append(f"{dropped} lines dropped")
+    if health.skipped_frames:
+        parts.append(f"{plural(health.skipped_frames, 'malformed frame')} skipped")
     if health.stopped_reason:
         parts.append(f"stopped: {health.stopped_reason}")
     elif health.last_error:
         parts.append(f"last error: {health.last_error}")
+    if health.loop_error:
+        parts.append(f"last internal failure: {health.loop_error} (see the log)")
     return " · ".join(parts)
 
 

@@ -1,4 +1,4 @@
-"""One test per rule of the sans-I/O Wings protocol core (reference/wings-protocol.md)."""
+"""One test per rule of the sans-I/O Wings protocol core (docs/wings-and-panel.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Settings: every variable of SPEC §2, and the exit-2 contract of the entrypoint."""
+"""Settings: every variable the README lists, and the exit-2 contract of the entrypoint."""
 
 from __future__ import annotations
 

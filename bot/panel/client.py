@@ -1,4 +1,4 @@
-"""An aiohttp client for the panel's Client API calls Wingbeat needs (reference §5)."""
+"""An aiohttp client for the panel's Client API calls Wingbeat needs (docs/wings-and-panel.md, Panel Client API)."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ class PanelClient:
     async def websocket_credentials(
         self, server: str, *, priority: Priority = Priority.CREDENTIALS
     ) -> WebsocketCredentials:
-        """A fresh Wings token and the socket URL (reference §5.4)."""
+        """A fresh Wings token and the socket URL (docs/wings-and-panel.md, Tokens)."""
         return await self._call(
             WebsocketCredentials.from_answer, "GET", f"/servers/{_seg(server)}/websocket", priority=priority
         )

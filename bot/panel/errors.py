@@ -27,7 +27,7 @@ from bot.errors import WingbeatError
 
 
 class ConflictKind(StrEnum):
-    """Why the panel answered 409 (reference §5.3)."""
+    """Why the panel answered 409 (docs/wings-and-panel.md, Panel Client API)."""
 
     SUSPENDED = "suspended"
     MAINTENANCE = "maintenance"

@@ -3,7 +3,7 @@
 What the connection does about each jwt cause is the session's table (`bot.wings.session`).
 
 Pure code. Texts are matched by case-insensitive substring, as the panel's own frontend does
-(reference §2.4, §6.1).
+(docs/wings-and-panel.md, Error texts).
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def explain_daemon_error(text: str, *, during_auth: bool = False) -> str:
     """One clear sentence for a user about a `daemon error` text.
 
     `during_auth`: the error answered our `auth`. Wings then sends the generic text for a token whose
-    signature it cannot verify, because no token is stored yet to unlock the real text (§2.4).
+    signature it cannot verify, because no token is stored yet to unlock the real text (docs/wings-and-panel.md, Error texts).
     """
     kind = classify_daemon_error(text)
     if kind is DaemonErrorKind.GENERIC and during_auth:

@@ -1,6 +1,6 @@
 """Wings websocket frames: the JSON envelope, event names and the payloads carried in args.
 
-Pure code, no I/O. Reference: wings-protocol.md §1.3 (envelope), §3 (events, payloads), §1.5 (close codes).
+Pure code, no I/O. The facts: docs/wings-and-panel.md, Frames, Events and payloads, Closing.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class FrameError(ValueError):
 
 
 class Event(StrEnum):
-    """Every event name Wings sends or accepts (reference §3.1, §3.2)."""
+    """Every event name Wings sends or accepts (docs/wings-and-panel.md, Events and payloads)."""
 
     # client -> Wings
     AUTH = "auth"
@@ -296,7 +296,7 @@ def parse_backup_completed(arg: str) -> BackupResult:
 
 
 class ConnectionCloseKind(StrEnum):
-    """What a websocket close code means for reconnecting (reference §1.5)."""
+    """What a websocket close code means for reconnecting (docs/wings-and-panel.md, Closing and close codes)."""
 
     NORMAL = "normal"  # 1000, 1001 (Classic: server deleted), 1005
     ABNORMAL = "abnormal"  # 1006 or no close frame at all: most server-side closes

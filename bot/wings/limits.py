@@ -1,4 +1,4 @@
-"""Outbound pacing that keeps a socket inside hardened Wings' inbound token buckets (reference §4.2).
+"""Outbound pacing that keeps a socket inside hardened Wings' inbound token buckets (docs/wings-and-panel.md, Limits).
 
 Hardened Wings drops, per connection, any frame over its buckets and answers `throttled`; classic Wings has
 no limits, so pacing to the hardened numbers is safe for both. Plain logic: time is passed in.

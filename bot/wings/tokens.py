@@ -1,6 +1,6 @@
 """Wings websocket tokens: reading claims, permission checks and when to refresh.
 
-Pure code, no I/O, no clock: times are passed in. Reference: wings-protocol.md §2.2, §2.5, §2.7.
+Pure code, no I/O, no clock: times are passed in. The facts: docs/wings-and-panel.md, Tokens and Permissions.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A Pterodactyl/Pelican panel + Wings emulator for tests.
 
 Two aiohttp servers on 127.0.0.1: the panel Client API (`panel_app`) and the Wings console
-websocket (`wings_app`). Behaviour follows /work/shared/reference/wings-protocol.md; `profile`
+websocket (`wings_app`). Behaviour follows docs/wings-and-panel.md; `profile`
 picks "classic" (pterodactyl wings 1.11) or "hardened" (newest pterodactyl wings / Pelican).
 Known simplifications: inbound frames are handled in order (except that a fresh socket's first
 `auth` takes `auth_latency` seconds, during which other frames get `jwt: no jwt present`), event
@@ -65,7 +65,7 @@ ERR_EXP = "jwt: exp claim is invalid"
 LOCK_BUSY_TEXT = "another power action is currently being processed for this server, please try again later"
 THROTTLE_TEXT = "Server is outputting console data too quickly -- throttling..."
 MAX_LINE = 64 * 1024
-# Hardened per-connection token buckets: name -> (capacity, seconds per token) (reference §4.2)
+# Hardened per-connection token buckets: name -> (capacity, seconds per token) (docs/wings-and-panel.md, Limits)
 DEFAULT_INBOUND_LIMITS: dict[str, tuple[int, float]] = {
     "global": (10, 0.2),
     "auth": (2, 5.0),
@@ -76,7 +76,7 @@ DEFAULT_INBOUND_LIMITS: dict[str, tuple[int, float]] = {
 
 
 def daemon_line(text: str, app_name: str = "Pterodactyl") -> str:
-    """A Wings-generated console line (reference §3.3)."""
+    """A Wings-generated console line (docs/wings-and-panel.md, Events and payloads)."""
     return f"\x1b[33m\x1b[1m[{app_name} Daemon]:\x1b[39m {text}\x1b[0m"
 
 
@@ -208,7 +208,7 @@ class FakeServer:
                 sock.send_json(event, args)
 
     def emit_daemon(self, text: str) -> None:
-        """A Wings-generated console line: not throttled, never part of `send logs` (reference §3.3)."""
+        """A Wings-generated console line: not throttled, never part of `send logs` (docs/wings-and-panel.md, Events and payloads)."""
         self._publish("console output", [daemon_line(text, self.emu.app_name)])
 
     def emit_console(self, line: str) -> None:
@@ -224,7 +224,7 @@ class FakeServer:
                     self._publish("console output", [chunk])
 
     def _throttle_allows(self) -> bool:
-        # Fixed window that restarts on the first line after the interval (reference §4.1).
+        # Fixed window that restarts on the first line after the interval (docs/wings-and-panel.md, Limits).
         t = self._throttle
         now = time.monotonic()
         if now - t.window_start > self.emu.throttle_interval:
@@ -241,7 +241,7 @@ class FakeServer:
 
     # -- stats -------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """A `ResourceUsage` snapshot (reference §3.3); zeroed while offline."""
+        """A `ResourceUsage` snapshot (docs/wings-and-panel.md, Events and payloads); zeroed while offline."""
         limit = 1024 * 1024 * 1024 + 200 * 1024 * 1024
         disk = 300 * 1024 * 1024 + 12345
         if self.state == "offline":
@@ -529,7 +529,7 @@ class Emulator:
         self.throttle_interval = throttle_interval
         self.log_count = log_count
         self.max_sockets = max_sockets
-        # (capacity, seconds per token) for the Hardened per-connection buckets (reference §4.2)
+        # (capacity, seconds per token) for the Hardened per-connection buckets (docs/wings-and-panel.md, Limits)
         self.inbound_limits = {**DEFAULT_INBOUND_LIMITS, **(inbound_limits or {})}
         self.auth_latency = auth_latency
         self.allowed_origins = allowed_origins
@@ -697,7 +697,7 @@ class Emulator:
             await self.wait_sockets_closed(srv)
 
     async def restart_wings(self) -> None:
-        """Drop every socket; tokens issued before now are denylisted (reference §2.6)."""
+        """Drop every socket; tokens issued before now are denylisted (docs/wings-and-panel.md, Tokens)."""
         self.boot_time = self.node_time()
         await self.drop_sockets()
 

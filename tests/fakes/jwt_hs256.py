@@ -1,6 +1,6 @@
 """Minimal HS256 JWT signing and verification for the emulator (tests only).
 
-Verification follows the order Wings uses (reference §2.2): split, decode header, check the HMAC
+Verification follows the order Wings uses (docs/wings-and-panel.md, Tokens): split, decode header, check the HMAC
 (the header's `alg` is not looked at), decode the payload. Claim checks are the caller's job.
 """
 

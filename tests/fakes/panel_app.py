@@ -1,4 +1,4 @@
-"""The emulated panel Client API (reference §5): routes, errors, conflicts and the rate limiter."""
+"""The emulated panel Client API (docs/wings-and-panel.md, Panel Client API): routes, errors, conflicts and the rate limiter."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ POWER_PERMS = {
 
 
 class PanelError(Exception):
-    """Rendered as the panel's error JSON (reference §5.2)."""
+    """Rendered as the panel's error JSON (docs/wings-and-panel.md, Panel Client API)."""
 
     def __init__(
         self,
@@ -294,7 +294,7 @@ class Panel:
 
     @staticmethod
     def _check_state(srv: FakeServer, *, admin_exempt: bool = False) -> None:
-        """`validateCurrentState` (reference §5.3); root admins may still open the websocket."""
+        """`validateCurrentState` (docs/wings-and-panel.md, Panel Client API); root admins may still open the websocket."""
         if srv.suspended and not srv.panel_lag:
             reason = "suspended"
         elif srv.node_maintenance:

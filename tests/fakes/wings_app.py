@@ -1,4 +1,4 @@
-"""The emulated Wings console websocket (reference §1-§4)."""
+"""The emulated Wings console websocket (docs/wings-and-panel.md)."""
 
 from __future__ import annotations
 
