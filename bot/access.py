@@ -12,8 +12,9 @@ Everything that decides an access question lives here, so each rule is one fast 
 - Any capability on a server also lets its holder see that server (`view`): one cannot sensibly restart a
   server one may not look at.
 - `view` is open to everyone while the guild has no `view` grant at all; the first `view` grant closes it.
-- A question about no particular server (`server=None`: /health, /servers, /access list…) needs the
-  capability on all servers (`*`); a grant on one server does not reach commands about every server.
+- A question about no particular server (`server=None`: /health, /access list…) needs the capability on all
+  servers (`*`); a grant on one server does not reach commands about every server. A listing (/servers) is the
+  exception: it is open to whoever may see some server, and shows just those (`bot.discord_access.LISTINGS`).
 - `control.console` grants may carry command patterns; see `command_matches`.
 
 What the panel key itself lacks is checked later, by the Wings layer: a grant never gives more than the key has.
@@ -128,6 +129,10 @@ class ServerScope:
 
     def __contains__(self, identifier: object) -> bool:
         return self.everything or identifier in self.servers
+
+    def __bool__(self) -> bool:
+        """True when the scope holds any server at all."""
+        return self.everything or bool(self.servers)
 
 
 # -- the command table -------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, Protocol, cast
 import discord
 
 from bot.access import (
+    ALLOWED,
     Capability,
     Member,
     ServerScope,
@@ -190,6 +191,11 @@ def allowed_servers(interaction: discord.Interaction, capabilities: Collection[C
 # -- slash commands ---------------------------------------------------------------------------------------
 
 
+# Commands that list servers rather than act on one: allowed to a member who may see any server, and they
+# show just those servers.
+LISTINGS = frozenset({"servers"})
+
+
 @dataclass(frozen=True, slots=True)
 class CommandCheck:
     """The verdict on a slash command, the table key it was judged by ("power stop"), and the server judged."""
@@ -235,6 +241,8 @@ async def check_command(interaction: discord.Interaction) -> CommandCheck:
     host = _host(interaction.client)
     what = f"/{key}"
     if not isinstance(text, str):
+        if key in LISTINGS and allowed_servers(interaction, (capability,)):
+            return CommandCheck(ALLOWED, key)  # the listing shows only the servers the member may see
         return CommandCheck(decide_for(host, member, capability, None, _text(console), what=what), key)
     # Admins, `*` grants, an open view and a picked identifier are settled without looking the server up.
     first = decide_for(host, member, capability, text, _text(console), what=what, label=f"`{_short(text)}`")

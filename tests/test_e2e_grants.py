@@ -358,8 +358,11 @@ async def test_the_view_rule(rig: Rig) -> None:
     assert refused_at_once(closed) and "`view` on **Creative**" in closed.text
     assert refused_at_once(await rig.run("servers", user=USER))
     assert await offered(rig, USER, "status") == []
-    # the view grant's holders see their server; admins see everything
+    # the view grant's holders see their server, and /servers lists just that one; admins see everything
     assert not (await rig.run("status", {"server": "Survival"}, user=MOD)).ephemeral
+    listing = await rig.run("servers", user=MOD)
+    assert not listing.ephemeral and "1 server:" in listing.text and "Survival" in listing.text
+    assert "Creative" not in listing.text
     assert refused_at_once(await rig.run("status", {"server": "Creative"}, user=MOD))
     assert await offered(rig, MOD, "status") == [SURVIVAL]
     assert not (await rig.run("servers", user=ADMIN)).ephemeral
