@@ -27,10 +27,13 @@ from discord.ext import commands
 
 from bot.alerts.service import AlertService, AlertTiming
 from bot.audit import Auditor
+from bot.audit_feed import AuditFeed
+from bot.audit_prune import AuditPruner
 from bot.boards.messages import BoardMessages
 from bot.boards.service import BoardService
 from bot.catalog import ServerCatalog
 from bot.command_sync import SyncResult, sync_commands
+from bot.grants import GrantBook
 from bot.guard import Guard
 from bot.health_report import HealthReports
 from bot.heartbeat import Heartbeat, heartbeat_path
@@ -56,6 +59,8 @@ INITIAL_EXTENSIONS: tuple[str, ...] = (
     "cogs.control",
     "cogs.console",
     "cogs.health",
+    "cogs.access",
+    "cogs.audit",
     "cogs.boards",
     "cogs.alerts",
 )
@@ -93,6 +98,7 @@ class WingbeatBot(commands.Bot):
 
     Every duration can be shortened for tests: `timing` (Wings connections), `relay_interval` (seconds
     between posts to a channel), `catalog_refresh` (server list), `idle_close`, `guild_ready_timeout`,
+    `audit_prune_every` (seconds between audit pruning passes),
     `board_tick` (boards' look at the server list and sockets), `alert_timing`, `resume_timeout` (how long a
     restarted channel waits for its servers' replays).
     """
@@ -100,6 +106,7 @@ class WingbeatBot(commands.Bot):
     # Set in setup_hook, in this order; closed in the reverse order.
     store: Store
     auditor: Auditor
+    grant_book: GrantBook  # every allowed guild's grants, in memory for the access check
     panel: PanelClient
     manager: ConnectionManager
     relay: ConsoleRelay
@@ -108,6 +115,8 @@ class WingbeatBot(commands.Bot):
     views: ServerViews
     reports: HealthReports
     guard: Guard
+    audit_feed: AuditFeed  # every audited action also posted to its guild's audit channel
+    audit_pruner: AuditPruner
     boards: BoardService
     alerts: AlertService
     heartbeat: Heartbeat  # touched while the gateway and loop are alive; read by `wingbeat healthcheck`
@@ -124,6 +133,7 @@ class WingbeatBot(commands.Bot):
         guild_ready_timeout: float = 2.0,
         drain_timeout: float = 5.0,
         flush_timeout: float = 3.0,
+        audit_prune_every: float = 86400.0,
         board_tick: float = 2.0,
         alert_timing: AlertTiming | None = None,
         resume_timeout: float = 30.0,
@@ -157,6 +167,7 @@ class WingbeatBot(commands.Bot):
         self._panel_timeout = panel_timeout
         self._drain_timeout = drain_timeout
         self._flush_timeout = flush_timeout
+        self._audit_prune_every = audit_prune_every
         self._extensions = tuple(extensions)
         self._board_tick = board_tick
         self._alert_timing = alert_timing
@@ -185,6 +196,8 @@ class WingbeatBot(commands.Bot):
         # on these shards) died: say so in the audit log.
         await self.store.interrupt_started_audit(INTERRUPTED, shards=self.shard_plan.store_filter())
         self.auditor = Auditor(self.store)
+        self.grant_book = GrantBook(self.store)
+        await self.grant_book.load(self.shard_plan.guilds(settings.guild_ids))
         self.panel = PanelClient(settings.panel_url, settings.panel_api_key, timeout=self._panel_timeout)
         self._closes("panel client", self.panel.close)
         self.manager = ConnectionManager(
@@ -219,6 +232,7 @@ class WingbeatBot(commands.Bot):
         self.views = ServerViews(self.catalog, self.manager, self.panel)
         self.reports = HealthReports(self.store, self.relay, self.manager, self.catalog)
         self.guard = Guard(settings, self.auditor, serves=self.shard_plan.serves)
+        await self._start_audit_services()
         self.boards = BoardService(
             store=self.store,
             auditor=self.auditor,
@@ -257,6 +271,22 @@ class WingbeatBot(commands.Bot):
         self._closes("alerts", self.alerts.close)
         self.heartbeat = Heartbeat(self, heartbeat_path(settings.database_url)).start()
         self._closes("heartbeat", self.heartbeat.close)
+
+    async def _start_audit_services(self) -> None:
+        catalog = self.catalog
+        self.audit_feed = AuditFeed(
+            self, self.discord_budget, server_names=lambda: {s.identifier: s.name for s in catalog.servers}
+        )
+        await self.audit_feed.load(self.store, self.shard_plan.guilds(self.settings.guild_ids))
+        self.auditor.on_completed(self.audit_feed.on_completed)
+        self.audit_feed.start()
+        self._closes("audit feed", self.audit_feed.close)
+        self.audit_pruner = AuditPruner(
+            self.store.prune_audit, self.settings.audit_retention_days, every=self._audit_prune_every
+        )
+        if self.shard_plan.runs_shared_duties:  # one process prunes for all of them
+            self.audit_pruner.start()
+            self._closes("audit pruner", self.audit_pruner.close)
 
     def _closes(self, what: str, close: Callable[[], Awaitable[None]]) -> None:
         """Close `close`'s resource at shutdown (last opened, first closed); a failure is logged, not raised."""

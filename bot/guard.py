@@ -20,17 +20,20 @@ from typing import Any, Protocol, runtime_checkable
 import discord
 
 from bot.audit import AuditAction, Auditor
-from bot.discord_access import DM_REFUSAL, check_interaction
+from bot.discord_access import DM_REFUSAL, check_command
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Qualified command name -> audit action, for the commands whose every attempt is audited.
+# Qualified command name -> audit action, for the commands whose every attempt is audited (refusals too).
 AUDITED_COMMANDS: Mapping[str, str] = {
     "power": "power",
     "command": "command",
     "console link": "link",
     "console unlink": "unlink",
+    "access grant": "grant",
+    "access revoke": "revoke",
+    "audit channel": "audit channel",
 }
 NOT_READY = "Wingbeat is still starting; try again in a few seconds."
 SHUTTING_DOWN = "Wingbeat is shutting down; try again in a minute."
@@ -75,7 +78,6 @@ class Guard:
         # delivers the others here, and if it did, their own process answers them.
         self._serves = serves or (lambda guild_id: True)
         self._elsewhere_seen: set[int | None] = set()
-        self._admin_role_ids = settings.admin_role_ids
         self._auditor = auditor
         self._warned: set[int] = set()
         self.closing = False
@@ -169,7 +171,8 @@ class Guard:
             return True
         command = interaction.command
         name = command.qualified_name if command is not None else ""
-        verdict = check_interaction(interaction, name, self._admin_role_ids)
+        check = await check_command(interaction)
+        verdict = check.verdict
         if verdict.allowed:
             # Ended by the tree: on completion (the bot's on_app_command_completion) or on any error (on_error).
             self.begin(interaction.id)
@@ -181,7 +184,7 @@ class Guard:
             data: Mapping[str, Any] = interaction.data or {}
             arguments = option_text(data.get("options") or [])
             await self._auditor.record(
-                AuditAction.by(interaction, server=None, action=action, arguments=arguments),
+                AuditAction.by(interaction, server=check.server, action=action, arguments=arguments),
                 f"refused: {verdict.reason}",
             )
         return False

@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 
 from bot.catalog import ServerCatalog
+from bot.discord_access import autocomplete_scope, filter_servers
 from bot.lookup import ServerLookupError, autocomplete_choices, resolve_server
 from bot.panel.models import Server
 from bot.panel.pacing import Priority
@@ -22,8 +23,13 @@ AUTOCOMPLETE_WAIT = 1.5  # Discord gives autocomplete 3 s and no defer
 async def server_autocomplete(
     interaction: discord.Interaction[WingbeatBot], current: str
 ) -> list[app_commands.Choice[str]]:
-    """Up to 25 servers matching what is typed, from the cached list (name shown, identifier as value)."""
-    servers = await interaction.client.catalog.cached(AUTOCOMPLETE_WAIT)
+    """Up to 25 servers matching what is typed, from the cached list (name shown, identifier as value).
+
+    Only the servers the member may use the command on are offered (all of them to admins).
+    """
+    servers = filter_servers(
+        await interaction.client.catalog.cached(AUTOCOMPLETE_WAIT), autocomplete_scope(interaction)
+    )
     return [
         app_commands.Choice(name=label, value=ident)
         for label, ident in autocomplete_choices(current, servers)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 
 from bot.catalog import ServerCatalog
@@ -130,10 +130,15 @@ class ServerViews:
             return conn.power.value
         return None
 
-    async def server_list(self) -> ServerList:
-        """Every server the key sees, by name, with its power state. Raises PanelError without any list."""
+    async def server_list(self, shown: Container[str] | None = None) -> ServerList:
+        """The servers the key sees (those in `shown` when given), by name, with their power state.
+
+        Raises PanelError without any list.
+        """
         servers, unchecked = await self._servers()
-        ordered = sorted(servers, key=lambda s: s.name.casefold())
+        ordered = sorted(
+            (s for s in servers if shown is None or s.identifier in shown), key=lambda s: s.name.casefold()
+        )
         states: dict[str, str] = {}
         wanted: list[Server] = []
         for server in ordered:

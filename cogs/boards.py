@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access import POWER_CAPABILITY, Capability
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
 from bot.boards import layout
@@ -34,7 +35,7 @@ from bot.boards.custom_ids import (
     power_id,
 )
 from bot.boards.render import plain_name
-from bot.discord_access import check_interaction
+from bot.discord_access import check_action
 from bot.guard import refuse
 from bot.panel.models import Server
 from bot.panel.pacing import Priority
@@ -78,37 +79,37 @@ def app_of(interaction: discord.Interaction[Any]) -> WingbeatBot:
 
 
 async def admitted(
-    interaction: discord.Interaction[Any], command: str, *, audit_action: str | None = None
+    interaction: discord.Interaction[Any],
+    capability: Capability,
+    server: str,
+    *,
+    what: str,
+    command: str | None = None,
+    audit_action: str | None = None,
 ) -> bool:
-    """The guard (allowed guilds, shutdown), then the access check of the matching command; a refusal is
-    answered at once, privately, before anything reaches the panel or Wings."""
+    """The guard (allowed guilds, shutdown), then the access check of the matching command (`capability` on
+    `server`, `command` against the member's patterns); a refusal is answered at once, privately, before
+    anything reaches the panel or Wings."""
     bot = app_of(interaction)
     if not await bot.guard.admit(interaction):
         return False
-    verdict = check_interaction(interaction, command, bot.settings.admin_role_ids)
+    verdict = check_action(interaction, capability, cached_server(bot, server), command, what=what)
     if verdict.allowed:
         return True
     await refuse(interaction, verdict.reason)
-    log.info(
-        "refused a %s button for user %d in guild %s", command, interaction.user.id, interaction.guild_id
-    )
+    log.info("refused %s for user %d in guild %s", what, interaction.user.id, interaction.guild_id)
     if audit_action is not None:
         data: dict[str, Any] = dict(interaction.data or {})
         custom_id = str(data.get("custom_id", ""))
         action = AuditAction.by(
             interaction,
-            server=_server_in(custom_id),
+            server=server,
             action=audit_action,
-            arguments=custom_id,
+            arguments=custom_id if command is None else command,
             how=How.BUTTON,
         )
         await bot.auditor.record(action, f"refused: {verdict.reason}")
     return False
-
-
-def _server_in(custom_id: str) -> str | None:
-    match = re.search(r":([0-9a-f]{8})(?::|$)", custom_id)
-    return match.group(1) if match else None
 
 
 async def audited(
@@ -198,7 +199,13 @@ class PowerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=POWER
         return cls(match["server"], Power(match["action"]))
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(interaction, "power", audit_action="power")
+        return await admitted(
+            interaction,
+            POWER_CAPABILITY[self.action.value],
+            self.server,
+            what=f"the {self.action.value.capitalize()} button",
+            audit_action="power",
+        )
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         await answering_errors(interaction, self._act(interaction))
@@ -237,7 +244,13 @@ class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CON
         return cls(match["server"], Power(match["action"]))
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(interaction, "power", audit_action="power")
+        return await admitted(
+            interaction,
+            POWER_CAPABILITY[self.action.value],
+            self.server,
+            what=f"the {self.action.value.capitalize()} button",
+            audit_action="power",
+        )
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         await answering_errors(interaction, self._act(interaction))
@@ -266,7 +279,7 @@ class LogsButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=LOGS_T
         return cls(match["server"])
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(interaction, "logs")
+        return await admitted(interaction, Capability.LOGS, self.server, what="the Logs button")
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         await answering_errors(interaction, self._act(interaction))
@@ -291,7 +304,15 @@ class CommandModal(discord.ui.Modal):
         self.server = server.identifier
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(interaction, "command", audit_action="command")
+        # The text as submitted is what is judged against the member's patterns and what is sent.
+        return await admitted(
+            interaction,
+            Capability.CONSOLE,
+            self.server,
+            what="the Command button",
+            command=self.command.value,
+            audit_action="command",
+        )
 
     async def on_submit(self, interaction: discord.Interaction, /) -> None:
         await answering_errors(interaction, self._act(interaction))
@@ -327,7 +348,9 @@ class CommandButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=COM
         return cls(match["server"])
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(interaction, "command", audit_action="command")
+        return await admitted(
+            interaction, Capability.CONSOLE, self.server, what="the Command button", audit_action="command"
+        )
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         await answering_errors(
@@ -349,7 +372,8 @@ class BoardSelect(discord.ui.DynamicItem[discord.ui.Select[Any]], template=BOARD
         return cls()
 
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(interaction, "status")
+        picked = self.item.values[0] if self.item.values else ""
+        return await admitted(interaction, Capability.VIEW, picked, what="this menu")
 
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         await answering_errors(interaction, self._act(interaction))

@@ -9,9 +9,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access import Verdict
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
-from bot.discord_access import message_may_use
+from bot.discord_access import check_console_input
 from bot.health_report import LinkReport
 from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.errors import PanelError
@@ -212,15 +213,19 @@ class ConsoleCog(commands.Cog):
         servers = self.bot.relay.servers_for_channel(message.channel.id)
         if not servers or not message.content:
             return
-        if not message_may_use(message, "console input", self.bot.settings.admin_role_ids):
+        # The text exactly as typed is what is matched against the member's command patterns and what is sent.
+        verdicts = [check_console_input(self.bot, message, server, message.content) for server in servers]
+        if all(verdict is None for verdict in verdicts):
             return  # other people talk in console channels too: not an error, just not a command
         if self.bot.guard.closing:
             log.info("console input in channel %d ignored: shutting down", message.channel.id)
             return
         with self.bot.guard.tracked(message.id):
-            await self._console_input(message, servers)
+            await self._console_input(message, servers, verdicts[0])
 
-    async def _console_input(self, message: discord.Message, servers: list[str]) -> None:
+    async def _console_input(
+        self, message: discord.Message, servers: list[str], verdict: Verdict | None
+    ) -> None:
         command = message.content
         server = servers[0] if len(servers) == 1 else None
         action = AuditAction(
@@ -232,6 +237,11 @@ class ConsoleCog(commands.Cog):
             await self.bot.auditor.record(
                 action, "refused: the channel mirrors several servers; use /command"
             )
+            icon = REFUSED
+        elif verdict is None or not verdict.allowed:
+            # A member who may send some commands, but not this one (its patterns say so).
+            reason = verdict.reason if verdict is not None else "not allowed"
+            await self.bot.auditor.record(action, f"refused: {reason}")
             icon = REFUSED
         else:
             handle = await self.bot.auditor.start(action)

@@ -44,6 +44,15 @@ def server_line(report: ServerReport) -> str:
     return " · ".join(parts)
 
 
+def audit_problems(bot: WingbeatBot, guild_id: int) -> list[str]:
+    """The audit log's background work, when it went wrong: pruning, and this guild's audit channel."""
+    problems = [
+        ("Audit pruning", bot.audit_pruner.last_error),
+        ("Audit channel", bot.audit_feed.error(guild_id) or bot.audit_feed.last_error),
+    ]
+    return [f"{what}: ⚠️ {error}" for what, error in problems if error]
+
+
 class HealthCog(commands.Cog):
     """Connection and relay health."""
 
@@ -57,7 +66,8 @@ class HealthCog(commands.Cog):
         snapshot = await self.bot.reports.snapshot(interaction.guild_id)
         header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
         header += f"\n{self.bot.boards.summary(interaction.guild_id)}\n{self.bot.alerts.summary(interaction.guild_id)}"
-        lines = [header, *("• " + server_line(r) for r in snapshot.servers)]
+        lines = [header, *audit_problems(self.bot, interaction.guild_id)]
+        lines.extend("• " + server_line(r) for r in snapshot.servers)
         if not snapshot.servers:
             lines.append("No Wings connections are open.")
         lines.extend(

@@ -6,7 +6,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.access import Capability
 from bot.app import WingbeatBot
+from bot.discord_access import allowed_servers
 from bot.names import safe_name
 from bot.redact import hide_addresses
 from bot.render import duration, label, plural, state_icon
@@ -48,10 +50,11 @@ class ServersCog(commands.Cog):
     @VIEW_COOLDOWN
     async def servers(self, interaction: discord.Interaction[WingbeatBot]) -> None:
         await defer(interaction, ephemeral=False)
-        listing = await self.bot.views.server_list()
+        # Members with `view` on some servers only see just those (the access check let them in for that).
+        listing = await self.bot.views.server_list(allowed_servers(interaction, (Capability.VIEW,)))
         rows = listing.rows
         if not rows:
-            await reply(interaction, "The panel key can't see any servers.", ephemeral=False)
+            await reply(interaction, "There are no servers here that you may see.", ephemeral=False)
             return
         header = f"{plural(len(rows), 'server')}:"
         footer = [f"-# {hide_addresses(listing.unchecked)}"] if listing.unchecked else []

@@ -468,7 +468,7 @@ def check_audit(rows: list[dict[str, Any]]) -> None:
     has(ALICE, SURVIVAL, "command", "sent")
     has(ALICE, LOBBY, "link", "linked")
     has(ALICE, LOBBY, "unlink", "unlinked")
-    has(BOB, None, "power", "refused")
+    has(BOB, SURVIVAL, "power", "refused")  # refusals name the server judged
     has(ALICE, FRIENDS, "power", "failed", "control.stop")
 
 

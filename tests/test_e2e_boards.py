@@ -300,7 +300,9 @@ async def test_a_non_admin_click_is_refused_and_wings_sees_nothing(rig: Rig) -> 
         )
         await inter.wait_done()
         assert [r["type"] for r in inter.responses] == [4]  # refused at once, no defer
-        assert inter.ephemeral and "Only admins can use /power" in inter.text
+        needed = "control.stop" if action == "stop" else f"control.{action}"
+        assert inter.ephemeral and f"Only admins, or members granted `{needed}` on **Survival**" in inter.text
+        assert f"the {action.capitalize()} button" in inter.text
     for custom_id in (f"wingbeat:logs:{SURVIVAL}", f"wingbeat:cmd:{SURVIVAL}"):
         inter = await rig.fake.click(GUILD, CONSOLE, USER, card.message, custom_id)
         await inter.wait_done()

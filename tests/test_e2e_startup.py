@@ -20,7 +20,19 @@ from tests.e2e_helpers import (
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
 
-COMMANDS = {"servers", "status", "power", "command", "logs", "console", "health", "board", "alerts"}
+COMMANDS = {
+    "servers",
+    "status",
+    "power",
+    "command",
+    "logs",
+    "console",
+    "health",
+    "board",
+    "alerts",
+    "access",
+    "audit",
+}
 
 
 def options(command: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -56,6 +68,23 @@ async def test_synced_commands_names_options_and_choices(tmp_path: Path) -> None
         assert set(link) == {"server", "channel"} and link["channel"]["type"] == 7
         assert link["server"]["autocomplete"] is True and not link["channel"].get("required", False)
         assert options(console["list"]) == {}
+        access = options(synced["access"])
+        assert set(access) == {"grant", "revoke", "list"}
+        grant = options(access["grant"])
+        assert list(grant) == ["target", "capability", "server", "commands"]
+        assert grant["target"]["type"] == 9 and grant["server"]["autocomplete"] is True  # 9: role or member
+        assert [c["value"] for c in grant["capability"]["choices"]] == [
+            "view",
+            "logs",
+            "control.console",
+            "control.start",
+            "control.stop",
+            "control.restart",
+            "admin",
+        ]
+        audit = options(synced["audit"])
+        assert set(options(audit["show"])) == {"server", "member", "limit"}
+        assert options(audit["channel"])["channel"]["type"] == 7
 
 
 async def test_restart_restores_links_and_skips_an_unchanged_sync(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ def test_demo_drives_the_real_bot_through_every_command(tmp_path: Path) -> None:
     assert "demo passed" in out
     # A few landmarks of the transcript (the demo itself asserts each step).
     for landmark in (
-        "synced: alerts off, alerts set, alerts show, board card, board post, board remove, command, console link,"
+        "synced: access grant, access list, access revoke, alerts off, alerts set, alerts show, audit channel,"
+        " audit show, board card, board post, board remove, command, console link,"
         " console list, console unlink, health, logs, power, servers, status",
         "alice> /power server:Survival action:start",
         "[Server] hi",
