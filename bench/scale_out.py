@@ -398,12 +398,19 @@ def main(argv: list[str] | None = None) -> None:
         "--rate", type=float, default=2.0, help="console lines per second per server (default 2)"
     )
     parser.add_argument("--proxy", action="store_true", help="the bots behind a shared rate-limiting proxy")
+    parser.add_argument("--servers", type=int, default=400, help="linked servers in all (default 400)")
     args = parser.parse_args(args_in)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     results = []
     for key in args.runs:
-        result = asyncio.run(run(RUNS[key], args.duration, args.rate, args.proxy))
+        chosen = RUNS[key]
+        if args.servers != chosen.servers:
+            per = args.servers // chosen.processes
+            chosen = Run(
+                f"{chosen.processes} process(es) x {per} linked servers", chosen.processes, args.servers
+            )
+        result = asyncio.run(run(chosen, args.duration, args.rate, args.proxy))
         results.append(result)
         print(f"\n== {result['run']}: {args.rate:g} lines/s per server for {args.duration:g} s")
         for name, value in result.items():
