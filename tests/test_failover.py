@@ -8,18 +8,23 @@ created a message and before the bot heard back.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pytest
 
+from bot.relay.budget import RequestBudget
 from bot.relay.journal import JournalWriter
 from bot.relay.resume import TAIL_SIZE, Journal, PendingPost, anchor_end, line_hash, resume
+from bot.relay.sender import ChannelSender, PostFailed
+from bot.settings import ColorMode
 from bot.store import Store
 from bot.wings.frames import Event
 from bot.wings.session import CaptureDone, CapturePurpose, Deliver, FillGap, SendFrame, Session
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
 from tests.shard_helpers import GUILDS, BotChild, bot_env, build_shard_world, console_lines, tally
+from tests.waiting import wait_until
 
 # -- the journal and the alignment ---------------------------------------------------------------------------
 
@@ -122,6 +127,142 @@ async def test_the_journal_writer_gathers_writes_and_a_waiting_one_goes_at_once(
         saved = await store.relay_journals([7, 8])
         assert saved == {8: "eight"}
         assert not await writer.write_now(9, "too late")
+
+
+# -- one channel's sender and its journal, against a recording poster --------------------------------------
+
+
+class MemoryJournal:
+    """The store's journal table, in memory."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, str] = {}
+        self.saves = 0
+
+    async def relay_journals(self, channel_ids: Collection[int]) -> dict[int, str]:
+        return {c: self.rows[c] for c in channel_ids if c in self.rows}
+
+    async def save_relay_journals(self, journals: Sequence[tuple[int, str]]) -> None:
+        self.saves += 1
+        self.rows.update(journals)
+
+    async def delete_relay_journal(self, channel_id: int) -> None:
+        self.rows.pop(channel_id, None)
+
+
+class Recorder:
+    """A poster that records each attempt (content, nonce, what the journal said at that moment)."""
+
+    def __init__(self, journal: MemoryJournal, failures: int = 0) -> None:
+        self.journal = journal
+        self.failures = failures
+        self.attempts: list[tuple[str, str | None, str]] = []
+        self.posted: list[tuple[str, str | None]] = []
+
+    async def post(
+        self, channel_id: int, content: str, attachment: tuple[str, bytes] | None, nonce: str | None = None
+    ) -> None:
+        self.attempts.append((content, nonce, self.journal.rows.get(channel_id, "")))
+        if self.failures:
+            self.failures -= 1
+            raise PostFailed("no answer")
+        self.posted.append((content, nonce))
+
+
+def shown(content: str) -> list[str]:
+    body = content[content.index("```") + 4 : content.rindex("```")]
+    return body.strip("\n").split("\n")
+
+
+def make_sender(
+    journal: MemoryJournal, poster: Recorder, resume_from: Journal | None = None
+) -> ChannelSender:
+    async def gone(channel_id: int, reason: str) -> None:
+        raise AssertionError(reason)
+
+    return ChannelSender(
+        7,
+        poster,
+        RequestBudget(1000, 100),
+        mode=ColorMode.PLAIN,
+        min_interval=0.01,
+        max_pending_bytes=64 * 1024,
+        on_gone=gone,
+        journal=JournalWriter(journal, later=0.01),
+        resume_from=resume_from,
+        resume_timeout=2.0,
+    )
+
+
+async def test_the_journal_names_each_message_before_it_goes_and_a_failed_post_goes_again_the_same() -> None:
+    journal = MemoryJournal()
+    poster = Recorder(journal, failures=2)
+    sender = make_sender(journal, poster)
+    sender.start()
+    try:
+        for line in lines(0, 5):
+            sender.push_line(line, ("srv", line))
+        await wait_until(lambda: len(poster.posted) == 1)
+        # Three tries of one message: the same text, the same nonce, and the journal named it before the first.
+        assert len({(content, nonce) for content, nonce, _ in poster.attempts}) == 1
+        content, nonce, before = poster.attempts[0]
+        written = Journal.from_text(before)
+        assert written.pending is not None and written.pending.nonce == nonce
+        assert written.pending.counts == {"srv": 5} and written.pending.tails["srv"] == hashes(lines(0, 5))
+        assert shown(content) == lines(0, 5)
+        # Posted: the lines join the tail, and the journal soon says so.
+        await wait_until(
+            lambda: (
+                Journal.from_text(journal.rows.get(7, "{}")).pending is None if 7 in journal.rows else False
+            )
+        )
+        assert Journal.from_text(journal.rows[7]).tails == {"srv": hashes(lines(0, 5))}
+    finally:
+        await sender.close()
+
+
+async def test_what_is_followed_stays_bounded_while_a_message_is_stuck_and_a_console_floods() -> None:
+    journal = MemoryJournal()
+    poster = Recorder(journal, failures=10**9)
+    sender = make_sender(journal, poster)
+    sender.start()
+    try:
+        sender.push_line("first", ("srv", "first"))
+        await wait_until(lambda: len(poster.attempts) >= 1)
+        for i in range(50_000):
+            sender.push_line(f"flood {i:06d} " + "y" * 40, ("srv", f"flood {i:06d} " + "y" * 40))
+        assert sender.batcher.dropped_total > 40_000  # the backlog bound dropped most of it
+        assert len(sender._unsettled) < sender.batcher.pending_lines + 1 + 2100
+    finally:
+        await sender.close()
+
+
+async def test_a_restarted_sender_sends_the_message_in_flight_again_with_its_nonce_then_the_rest() -> None:
+    journal = MemoryJournal()
+    poster = Recorder(journal)
+    before = Journal(
+        {"srv": hashes(lines(0, 10))}, PendingPost("4242", {"srv": 3}, {"srv": hashes(lines(10, 13))})
+    )
+    sender = make_sender(journal, poster, resume_from=before)
+    sender.start()
+    try:
+        assert sender.knows("srv") and not sender.knows("other")
+        await asyncio.sleep(0.05)
+        assert poster.attempts == []  # nothing goes before the replay says what was in flight
+        sender.replayed("srv", lines(0, 20), "")
+        await wait_until(lambda: len(poster.posted) == 2)
+        (first, nonce), (second, _) = poster.posted
+        assert nonce == "4242" and shown(first) == lines(10, 13)
+        assert shown(second) == lines(13, 20)
+        assert not sender.knows("srv") and not sender.busy
+        await wait_until(
+            lambda: (
+                Journal.from_text(journal.rows.get(7, '{"v":1}')).tails.get("srv")
+                == hashes(lines(0, 20))[-TAIL_SIZE:]
+            )
+        )
+    finally:
+        await sender.close()
 
 
 # -- a crash at the worst moment, with the real bot ---------------------------------------------------------

@@ -230,13 +230,13 @@ class Batcher:
         """The sequence number the next line will get."""
         return self._seq
 
-    def oldest_seq(self) -> int | None:
-        """The sequence number of the oldest line still held (pending, or in the message in flight), or None.
-
-        Every line before it has been posted, dropped (and counted), or consumed as a blank line.
+    def oldest_seq(self, *, inflight: bool = True) -> int | None:
+        """The sequence number of the oldest line still held (pending, or in the message in flight unless
+        `inflight` is False), or None. Every line before it has been posted, dropped (and counted), consumed as
+        a blank line, or (with `inflight` False) is in the message in flight.
         """
         seqs: list[int] = []
-        batch = self._inflight
+        batch = self._inflight if inflight else None
         if batch is not None:
             if batch.lines:
                 seqs.append(batch.lines[0].seq)

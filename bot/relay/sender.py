@@ -71,6 +71,7 @@ class Poster(Protocol):
 Source = tuple[str, str]  # (server, raw console line): a line whose fate the journal follows
 TRACK_OVERHEAD = 80  # what following one pending line holds (a 3-tuple and its deque slot), besides its text
 RESUME_TIMEOUT = 30.0  # how long a restarted channel waits for its servers' replays before posting anyway
+COMPACT_SLACK = 2000  # followed lines no longer held, beyond which the oldest of them are forgotten
 
 
 class ChannelSender:
@@ -111,7 +112,8 @@ class ChannelSender:
         self._journal = journal
         self._tails: dict[str, deque[str]] = {}
         self._unsettled: deque[tuple[int, str, str]] = deque()
-        self._dropped_seen = 0
+        self._inflight: PendingPost | None = None  # the message being posted, as the journal must show it
+        self._inflight_upto = -1  # ...and the last followed line it settles
         # after a restart: the journal read from the store, until its pending message went out again
         self._resuming = resume_from
         self._resume_timeout = resume_timeout
@@ -160,8 +162,8 @@ class ChannelSender:
             extra = TRACK_OVERHEAD + (0 if raw is line else 49 + len(raw))
             seq = self.batcher.push_line(line, self._clock(), extra=extra)
             self._unsettled.append((seq, source[0], raw))
-            if self.batcher.dropped_total != self._dropped_seen:
-                self._settle_dropped()
+            if len(self._unsettled) > self.batcher.pending_lines + self._inflight_lines() + COMPACT_SLACK:
+                self._compact()
         if self._idle:
             self._wake.set()
 
@@ -232,7 +234,7 @@ class ChannelSender:
         # A server whose replay has not come yet is still aligned when it does, with what is settled now.
         self._resuming = Journal({s: tuple(t) for s, t in self._tails.items()}, None)
         self._done_resuming()
-        self._write_journal(None, later=True)
+        self._write_journal()
 
     def _done_resuming(self) -> None:
         journal = self._resuming
@@ -313,9 +315,10 @@ class ChannelSender:
         an answer may have reached Discord: the very same message goes again with the same nonce.
         """
         settled = list(settles)
-        pending = self._pending(settled, nonce) if settled and self._journal is not None else None
-        if pending is not None and self._journal is not None:
-            await self._journal.write_now(self.channel_id, self._journal_text(pending))
+        if settled and self._journal is not None:
+            self._inflight = self._pending(settled, nonce)
+            self._inflight_upto = settled[-1][0]
+            await self._journal.write_now(self.channel_id, self._journal_text())
         attachment = (out.attachment_name or "console.txt", out.attachment) if out.attachment else None
         attempt = 0
         while True:
@@ -323,11 +326,13 @@ class ChannelSender:
                 await self._poster.post(self.channel_id, out.content, attachment, nonce)
                 break
             except ChannelGone as gone:
+                self._inflight = None
                 batcher.done(False, self._clock())
                 await self._stop(str(gone))
                 return False
             except FileRefused:
                 # The same lines go again at once without the file; none is lost.
+                self._inflight = None  # nothing was posted: they go in a message of their own
                 batcher.files_refused(self._clock(), self._files_pause)
                 self.last_error = "Discord refused a file: the Attach Files permission is missing"
                 log.warning(
@@ -338,6 +343,7 @@ class ChannelSender:
             except PostThrottled as exc:
                 # Nothing was posted: the same lines go again (with whatever arrived meanwhile) once the wait is
                 # over, and the shared budget slows down for every channel.
+                self._inflight = None
                 batcher.throttled(self._clock(), exc.retry_after)
                 self._budget.throttled(exc.retry_after)
                 self.throttled += 1
@@ -390,28 +396,49 @@ class ChannelSender:
         return PendingPost(nonce, counts, _last_hashes(settled))
 
     def _settle(self, settled: list[tuple[int, str, str]]) -> None:
+        """The message went out (or was refused for good): its lines, and any before them, join the tails."""
+        self._inflight = None
         if not settled:
             return
-        for _ in settled:
-            self._unsettled.popleft()
-        for server, hashes in _last_hashes(settled).items():
+        upto = settled[-1][0]
+        done: list[tuple[int, str, str]] = []
+        while self._unsettled and self._unsettled[0][0] <= upto:
+            done.append(self._unsettled.popleft())
+        for server, hashes in _last_hashes(done).items():
             self._tails.setdefault(server, deque(maxlen=TAIL_SIZE)).extend(hashes)
-        self._write_journal(None, later=True)
+        self._write_journal()
 
-    def _settle_dropped(self) -> None:
-        """Lines the batcher dropped (and will report) are settled too: a restart must not post them late."""
-        self._dropped_seen = self.batcher.dropped_total
-        oldest = self.batcher.oldest_seq()
-        limit = self.batcher.next_seq if oldest is None else oldest
-        dropped = list(itertools.takewhile(lambda entry: entry[0] < limit, self._unsettled))
-        self._settle(dropped)
+    def _compact(self) -> None:
+        """Forget what cannot matter of lines no longer held (dropped, or blank and consumed without a message).
 
-    def _journal_text(self, pending: PendingPost | None) -> str:
-        return Journal({s: tuple(t) for s, t in self._tails.items()}, pending).to_text()
+        They stay in order until a post settles past them, but of each run of them only the last TAIL_SIZE of
+        each server can end up in a tail: memory stays bounded however long Discord is away while a console
+        floods, even with a message stuck in flight.
+        """
+        oldest = self.batcher.oldest_seq(inflight=False)
+        held_from = self.batcher.next_seq if oldest is None else oldest
+        upto = self._inflight_upto if self._inflight is not None else -1
+        kept: deque[tuple[int, str, str]] = deque()
+        run: list[tuple[int, str, str]] = []
+        for entry in self._unsettled:
+            if entry[0] <= upto or entry[0] >= held_from:
+                kept.extend(_last_per_server(run))
+                run = []
+                kept.append(entry)
+            else:
+                run.append(entry)
+        kept.extend(_last_per_server(run))
+        self._unsettled = kept
 
-    def _write_journal(self, pending: PendingPost | None, *, later: bool) -> None:
-        if self._journal is not None and later:
-            self._journal.write_later(self.channel_id, self._journal_text(pending))
+    def _inflight_lines(self) -> int:
+        return sum(self._inflight.counts.values()) if self._inflight is not None else 0
+
+    def _journal_text(self) -> str:
+        return Journal({s: tuple(t) for s, t in self._tails.items()}, self._inflight).to_text()
+
+    def _write_journal(self) -> None:
+        if self._journal is not None:
+            self._journal.write_later(self.channel_id, self._journal_text())
 
     def forget_server(self, server: str) -> None:
         """`server` is no longer linked here: its part of the journal goes."""
@@ -439,3 +466,17 @@ def _last_hashes(entries: list[tuple[int, str, str]]) -> dict[str, tuple[str, ..
         if len(got) < TAIL_SIZE:
             got.append(line_hash(raw))
     return {server: tuple(reversed(hashes)) for server, hashes in picked.items()}
+
+
+def _last_per_server(entries: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+    """The last TAIL_SIZE entries of each server among `entries`, in their order."""
+    if len(entries) <= TAIL_SIZE:
+        return entries
+    counts: dict[str, int] = {}
+    picked: list[tuple[int, str, str]] = []
+    for entry in reversed(entries):
+        if counts.get(entry[1], 0) < TAIL_SIZE:
+            counts[entry[1]] = counts.get(entry[1], 0) + 1
+            picked.append(entry)
+    picked.reverse()
+    return picked
