@@ -11,7 +11,6 @@ the guild's next post.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +23,7 @@ from bot.audit_text import audit_line, audit_plain
 from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import retry_after
 from bot.store import AuditEntry, Store
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -125,11 +125,8 @@ class AuditFeed:
             self._task = asyncio.create_task(self._run(), name="audit-feed")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

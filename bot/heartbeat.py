@@ -20,6 +20,7 @@ from pathlib import Path
 import discord
 
 from bot.settings import SQLITE_MEMORY, Database, DatabaseKind, Settings
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,8 @@ class Heartbeat:
 
     async def close(self) -> None:
         """Stop touching the file and remove it: a stopped bot is not healthy."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from bot.check.verdicts import Line, Mark
+from bot.tasks import cancel_and_wait
 
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _CLEAR_LINE = "\r\x1b[K"
@@ -69,9 +70,7 @@ class Report:
         try:
             yield
         finally:
-            spinner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await spinner
+            await cancel_and_wait(spinner)
             self.out.write(_CLEAR_LINE)
             self.out.flush()
 

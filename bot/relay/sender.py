@@ -22,6 +22,7 @@ from bot.relay.budget import RequestBudget
 from bot.relay.journal import JournalWriter
 from bot.relay.resume import TAIL_SIZE, Journal, PendingPost, line_hash, new_nonce, resume
 from bot.settings import ColorMode
+from bot.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,7 @@ class ChannelSender:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     @property
     def busy(self) -> bool:
