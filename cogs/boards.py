@@ -11,7 +11,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import discord
 from discord import app_commands
@@ -182,7 +182,30 @@ async def run_power(interaction: discord.Interaction, server: Server, action: Po
 # -- the components -----------------------------------------------------------------------------------------
 
 
-class PowerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=POWER_TEMPLATE):
+class _PowerClick:
+    """What a power button and its confirmation share: the check of the matching `/power`, errors answered
+    privately. The subclasses set `server` and `action` from their custom ID."""
+
+    server: str
+    action: Power
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        return await admitted(
+            interaction,
+            POWER_CAPABILITY[self.action.value],
+            self.server,
+            what=f"the {self.action.value.capitalize()} button",
+            audit_action="power",
+        )
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await answering_errors(interaction, self._act(interaction))
+
+    async def _act(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
+
+class PowerButton(_PowerClick, discord.ui.DynamicItem[discord.ui.Button[Any]], template=POWER_TEMPLATE):
     """Start, Stop, Restart, Kill on a card; Stop and Kill ask for confirmation first."""
 
     def __init__(self, server: str, action: Power) -> None:
@@ -195,20 +218,8 @@ class PowerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=POWER
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> PowerButton:
+    ) -> Self:
         return cls(match["server"], Power(match["action"]))
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(
-            interaction,
-            POWER_CAPABILITY[self.action.value],
-            self.server,
-            what=f"the {self.action.value.capitalize()} button",
-            audit_action="power",
-        )
-
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        await answering_errors(interaction, self._act(interaction))
 
     async def _act(self, interaction: discord.Interaction) -> None:
         bot = app_of(interaction)
@@ -229,7 +240,7 @@ class PowerButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=POWER
         await run_power(interaction, await server_by_id(bot, self.server), self.action)
 
 
-class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CONFIRM_TEMPLATE):
+class ConfirmButton(_PowerClick, discord.ui.DynamicItem[discord.ui.Button[Any]], template=CONFIRM_TEMPLATE):
     """The confirmation of a Stop or Kill: checked again, then carried out."""
 
     def __init__(self, server: str, action: Power) -> None:
@@ -240,20 +251,8 @@ class ConfirmButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CON
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
-    ) -> ConfirmButton:
+    ) -> Self:
         return cls(match["server"], Power(match["action"]))
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        return await admitted(
-            interaction,
-            POWER_CAPABILITY[self.action.value],
-            self.server,
-            what=f"the {self.action.value.capitalize()} button",
-            audit_action="power",
-        )
-
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
-        await answering_errors(interaction, self._act(interaction))
 
     async def _act(self, interaction: discord.Interaction) -> None:
         bot = app_of(interaction)
