@@ -26,6 +26,13 @@ class RequestBudget:
     Each channel has at most one send in flight and waits its turn in one FIFO queue, so hundreds of busy
     channels share the budget fairly: none can take a second slot before the others had theirs.
 
+    A slot has two halves. `turn` is the caller's place in the FIFO queue: the relay cuts its next message
+    only then, so whatever arrived while it waited still goes in. `wire` comes right before the request itself
+    and keeps the requests that really leave within the budget in every second, however long a caller took
+    between the two (a store write before a post, a stall of the event loop): without it, posts delayed by a
+    slow moment would leave together with the next second's and pass Discord's limit. `acquire` takes both,
+    for a request sent at once.
+
     Behind a shared rate-limiting proxy the budget learns from the proxy's 429s (`throttled`): the rate drops
     by a quarter at once (at most once per `retry_after`), and comes back slowly while no 429 arrives, so
     processes sharing the proxy settle on what it lets through instead of spending requests on refusals.
@@ -43,6 +50,8 @@ class RequestBudget:
         self.rate = rate
         self._bucket = TokenBucket(burst, 1.0 / rate)
         self._lock = asyncio.Lock()
+        self._wire = TokenBucket(burst, 1.0 / rate)
+        self._wire_lock = asyncio.Lock()
         self._clock = clock
         self._sleep = sleep
         self._cut_until = -1.0  # no further cut before this time: one burst of 429s is one signal
@@ -51,14 +60,27 @@ class RequestBudget:
         self.throttles = 0
 
     async def acquire(self) -> None:
-        """Wait for one request slot."""
+        """Wait for one request slot, for a request sent at once."""
+        await self.turn()
+        await self.wire()
+
+    async def turn(self) -> None:
+        """Wait for this caller's turn in the shared queue; `wire` must follow before the request goes out."""
         async with self._lock:  # asyncio.Lock wakes waiters in FIFO order
             self._recover(self._clock())
-            wait = self._bucket.wait_time(self._clock())
-            if wait > 0:
-                await self._sleep(wait)
-            self._bucket.take(self._clock())
+            await self._take(self._bucket)
             self.granted += 1
+
+    async def wire(self) -> None:
+        """Wait until a request that had its turn may leave now, within the budget of the current second."""
+        async with self._wire_lock:
+            await self._take(self._wire)
+
+    async def _take(self, bucket: TokenBucket) -> None:
+        wait = bucket.wait_time(self._clock())
+        if wait > 0:
+            await self._sleep(wait)
+        bucket.take(self._clock())
 
     def throttled(self, retry_after: float) -> None:
         """A request was answered 429 (a shared proxy's budget is spent): slow everyone down."""
@@ -82,6 +104,7 @@ class RequestBudget:
             self._recovered_at = now
 
     def _set_rate(self, rate: float, now: float) -> None:
-        self._bucket.wait_time(now)  # brings the bucket up to `now` at the old rate first
         self.rate = rate
-        self._bucket.period = 1.0 / rate
+        for bucket in (self._bucket, self._wire):
+            bucket.wait_time(now)  # brings the bucket up to `now` at the old rate first
+            bucket.period = 1.0 / rate

@@ -255,7 +255,7 @@ class ChannelSender:
             if due > self._clock():
                 await asyncio.sleep(due - self._clock())
                 continue
-            await self._budget.acquire()
+            await self._budget.turn()
             out = again.take(self._clock())
             if out is None:
                 continue
@@ -291,9 +291,9 @@ class ChannelSender:
                 if due is None or due > now:
                     await self._sleep_or_wake(None if due is None else due - now)
                     continue
-                # Wait for a request slot first and only then cut the batch, so whatever arrived while waiting
-                # for the slot (seconds, when hundreds of channels are busy) still goes in this message.
-                await self._budget.acquire()
+                # Wait for this channel's turn first and only then cut the batch, so whatever arrived while waiting
+                # (seconds, when hundreds of channels are busy) still goes in this message.
+                await self._budget.turn()
                 out = self.batcher.take(self._clock())
                 if out is None:
                     continue
@@ -321,6 +321,8 @@ class ChannelSender:
         attempt = 0
         while True:
             try:
+                # The journal write above may have taken a while: the post itself still keeps to the budget.
+                await self._budget.wire()
                 await self._poster.post(self.channel_id, out.content, attachment, nonce)
                 break
             except ChannelGone as gone:
@@ -356,7 +358,7 @@ class ChannelSender:
                     "posting to channel %d failed (%s); will retry in %.1f s", self.channel_id, exc, delay
                 )
                 await asyncio.sleep(delay)
-                await self._budget.acquire()
+                await self._budget.turn()
                 continue
             except PostRejected as exc:
                 # Retrying the same message would block the channel for good: skip it, and say so.
