@@ -50,7 +50,9 @@ class RequestBudget:
         self.rate = rate
         self._bucket = TokenBucket(burst, 1.0 / rate)
         self._lock = asyncio.Lock()
-        self._wire = TokenBucket(burst, 1.0 / rate)
+        # One request less of burst on the wire: requests leave evenly but reach Discord with network jitter, which
+        # can bunch two of them into one second of Discord's count.
+        self._wire = TokenBucket(max(1, burst - 1), 1.0 / rate)
         self._wire_lock = asyncio.Lock()
         self._clock = clock
         self._sleep = sleep
