@@ -42,6 +42,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from bot.store import open_store
+
 ROOT = Path(__file__).resolve().parents[1]
 CHANNEL_BASE = 941000000000000000
 BOT_CHILD = "--bot-child"
@@ -247,10 +249,10 @@ async def start_bot(name: str, env: dict[str, str], folder: Path) -> BotProc:
 
 
 async def seed_links(dsn: str, identifiers: list[str]) -> None:
-    from bot.store import Link, Store
+    from bot.store import Link
     from tests.shard_helpers import GUILDS
 
-    async with await Store.open(dsn) as store:
+    async with await open_store(dsn) as store:
         for i, ident in enumerate(identifiers):
             g = GUILDS[i % len(GUILDS)]
             await store.add_link(

@@ -46,7 +46,7 @@ from bot.relay.service import ConsoleRelay
 from bot.server_view import ServerViews
 from bot.settings import Settings
 from bot.shards import ShardPlan, budget_share
-from bot.store import INTERRUPTED, Store, StoreError
+from bot.store import INTERRUPTED, Store, StoreError, open_store
 from bot.tree import WingbeatTree
 from bot.wings.connection import Timing
 from bot.wings.frames import PowerAction
@@ -190,7 +190,7 @@ class WingbeatBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         settings = self.settings
-        self.store = await Store.open(settings.database_url)
+        self.store = await open_store(settings.database_url)
         self._closes("store", self.store.close)
         # Actions still `started` in this process's guilds were cut short when it (or the process it replaces
         # on these shards) died: say so in the audit log.

@@ -13,7 +13,7 @@ from bot.audit_feed import pack
 from bot.audit_prune import AuditPruner
 from bot.audit_text import audit_line, audit_plain, outcome_text
 from bot.grants import GrantBook
-from bot.store import MEMORY, STARTED, AuditEntry, Grant, How, Store, TargetKind
+from bot.store import MEMORY, STARTED, AuditEntry, Grant, How, Store, TargetKind, open_store
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -182,7 +182,7 @@ async def test_retention_zero_never_prunes() -> None:
 
 async def test_the_pruner_deletes_rows_from_a_real_store() -> None:
     now = T0
-    async with await Store.open(MEMORY, clock=lambda: now) as store:
+    async with await open_store(MEMORY, clock=lambda: now) as store:
         for age in (40, 31, 29, 0):
             now = T0 - timedelta(days=age)
             await store.audit(
@@ -199,7 +199,7 @@ async def test_the_pruner_deletes_rows_from_a_real_store() -> None:
 
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
-    async with await Store.open(MEMORY) as opened:
+    async with await open_store(MEMORY) as opened:
         yield opened
 
 

@@ -22,7 +22,7 @@ import pytest
 from bot.check import run_check
 from bot.check.timing import Timing
 from bot.settings import load_settings
-from bot.store import Link, Store
+from bot.store import Link, open_store
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, OTHER, build_world, unused_port
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
@@ -78,7 +78,7 @@ class World:
         return env
 
     async def link(self, channel_id: int = CONSOLE, server: str = "a1b2c3d4") -> None:
-        async with await Store.open(f"sqlite:///{self.database}") as store:
+        async with await open_store(f"sqlite:///{self.database}") as store:
             await store.add_link(Link(GUILD, channel_id, server, "Lobby", ADMIN, datetime.now(UTC)))
 
     async def check(self, **overrides: str) -> tuple[int, str]:

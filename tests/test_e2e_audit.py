@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.audit import AuditAction
-from bot.store import AuditEntry, How, Store
+from bot.store import AuditEntry, How, open_store
 from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
@@ -154,7 +154,7 @@ async def test_rows_without_an_outcome_show_as_interrupted_or_in_progress(tmp_pa
         emu.add_server("Survival", identifier=SURVIVAL, state="offline")
         build_world(fake)
         settings = settings_for(emu, fake, tmp_path)
-        async with await Store.open(settings.database_url) as store:  # a run that crashed mid-action
+        async with await open_store(settings.database_url) as store:  # a run that crashed mid-action
             await store.audit_start(
                 guild_id=GUILD, user_id=ADMIN, server_identifier=SURVIVAL, action="power", arguments="stop"
             )
@@ -262,7 +262,7 @@ async def test_a_flood_of_actions_is_posted_in_few_messages_and_overflow_is_said
 async def write_rows_dated(url: str, days_ago: list[int]) -> None:
     for days in days_ago:
         moment = datetime.now(UTC) - timedelta(days=days)
-        async with await Store.open(url, clock=lambda moment=moment: moment) as store:  # type: ignore[misc]
+        async with await open_store(url, clock=lambda moment=moment: moment) as store:  # type: ignore[misc]
             await store.audit(
                 guild_id=GUILD,
                 user_id=ADMIN,

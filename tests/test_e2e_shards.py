@@ -14,7 +14,7 @@ from pathlib import Path
 from bot.app import ShardedWingbeatBot, WingbeatBot, create_bot
 from bot.command_sync import command_payloads
 from bot.settings import Settings
-from bot.store import Link, Store
+from bot.store import Link, open_store
 from tests.e2e_helpers import TIMING
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
@@ -52,7 +52,7 @@ def make(settings: Settings) -> WingbeatBot:
 
 async def seed_links(database: Path) -> None:
     """One saved link per guild, as an earlier run would have left them."""
-    async with await Store.open(f"sqlite:///{database}") as store:
+    async with await open_store(f"sqlite:///{database}") as store:
         for g in GUILDS:
             await store.add_link(Link(g.id, g.console, SERVER, "Lobby", g.admin, datetime.now(UTC)))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.store import Store
+from bot.store import open_store
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, USER, build_world, running_bot, settings_for
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
@@ -43,6 +43,6 @@ async def test_shutdown_refuses_new_work_and_lets_running_actions_finish(tmp_pat
             assert srv.state == "running"
             await rig.wait_for_text(CONSOLE, "last words before the shutdown")  # the relay flushed it
             assert rig.bot.manager.health() == []
-        async with await Store.open(settings.database_url) as store:
+        async with await open_store(settings.database_url) as store:
             audit = {e.action: e for e in await store.recent_audit(guild_id=GUILD)}
         assert audit["power"].outcome.startswith("done: started") and audit["power"].completed_at is not None

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import Link, Store
+from bot.store import Link, open_store
 from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
@@ -44,7 +44,7 @@ AUTOCOMPLETED = [("status", None), ("power", None), ("command", None), ("logs", 
 
 
 async def save_link(tmp_path: Path, link: Link) -> None:
-    async with await Store.open(f"sqlite:///{tmp_path / 'wingbeat.sqlite3'}") as store:
+    async with await open_store(f"sqlite:///{tmp_path / 'wingbeat.sqlite3'}") as store:
         await store.add_link(link)
 
 

@@ -18,7 +18,7 @@ from bot.relay.journal import JournalWriter
 from bot.relay.resume import TAIL_SIZE, Journal, PendingPost, anchor_end, line_hash, resume
 from bot.relay.sender import ChannelSender, PostFailed
 from bot.settings import ColorMode
-from bot.store import Store
+from bot.store import open_store
 from bot.wings.frames import Event
 from bot.wings.session import CaptureDone, CapturePurpose, Deliver, FillGap, SendFrame, Session
 from tests.fakes.emulator import Emulator
@@ -113,7 +113,7 @@ def test_a_resume_request_makes_the_first_socket_fill_a_gap() -> None:
 
 
 async def test_the_journal_writer_gathers_writes_and_a_waiting_one_goes_at_once() -> None:
-    async with await Store.open("sqlite:///:memory:") as store:
+    async with await open_store("sqlite:///:memory:") as store:
         writer = JournalWriter(store, later=5.0)
         for channel in range(1, 101):
             writer.write_later(channel, f"later {channel}")

@@ -70,7 +70,7 @@ class Backend:
     url: str
 
     async def open(self, clock: Callable[[], datetime] | None = None) -> Store:
-        return await (Store.open(self.url) if clock is None else Store.open(self.url, clock=clock))
+        return await (open_store(self.url) if clock is None else open_store(self.url, clock=clock))
 
     async def execute(self, *statements: str) -> None:
         if self.dialect is Dialect.SQLITE:
@@ -159,7 +159,7 @@ async def test_open_runs_all_migrations(backend: Backend) -> None:
 
 async def test_open_picks_the_implementation_from_the_url(backend: Backend) -> None:
     expected = SQLiteStore if backend.dialect is Dialect.SQLITE else PostgresStore
-    async with await Store.open(backend.url) as s:
+    async with await open_store(backend.url) as s:
         assert type(s) is expected
     async with await open_store(Database.parse(backend.url)) as s:
         assert type(s) is expected
@@ -675,22 +675,22 @@ def test_database_path_rejects_with_clear_message(url: str, fragment: str) -> No
 
 
 async def test_open_plain_memory_path() -> None:
-    async with await Store.open(":memory:") as s:
+    async with await open_store(":memory:") as s:
         assert s.schema_version == SCHEMA_VERSION
         assert isinstance(s, SQLiteStore) and s.path == s.location == ":memory:"
 
 
 async def test_memory_store_does_not_persist_and_takes_no_lock() -> None:
-    async with await Store.open(":memory:") as s, await Store.open("sqlite:///:memory:") as other:
+    async with await open_store(":memory:") as s, await open_store("sqlite:///:memory:") as other:
         await s.add_link(make_link())
         assert await other.links() == []
-    async with await Store.open(":memory:") as s:
+    async with await open_store(":memory:") as s:
         assert await s.links() == []
 
 
 async def test_open_creates_parent_folder_and_uses_wal(tmp_path: Path) -> None:
     db = tmp_path / "a" / "b" / "w.sqlite3"
-    s = await Store.open(f"sqlite:///{db}")  # an absolute path makes four slashes
+    s = await open_store(f"sqlite:///{db}")  # an absolute path makes four slashes
     try:
         assert db.exists()
         assert isinstance(s, SQLiteStore)
@@ -705,44 +705,44 @@ async def test_relative_url_is_relative_to_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    async with await Store.open("sqlite:///data/wingbeat.sqlite3") as s:
+    async with await open_store("sqlite:///data/wingbeat.sqlite3") as s:
         await s.set_meta("k", "v")
     assert (tmp_path / "data" / "wingbeat.sqlite3").is_file()
 
 
 async def test_open_rejects_bad_url_and_empty_path() -> None:
     with pytest.raises(ValueError, match="sqlite:///"):
-        await Store.open("mysql://x/y")
+        await open_store("mysql://x/y")
     with pytest.raises(ValueError, match="no database path"):
-        await Store.open("  ")
+        await open_store("  ")
 
 
 async def test_open_fails_clearly_when_folder_cannot_be_made(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(StoreError, match="folder"):
-        await Store.open(str(blocker / "sub" / "x.db"))
+        await open_store(str(blocker / "sub" / "x.db"))
 
 
 async def test_open_fails_clearly_on_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StoreError, match=r"junk\.db"):
-        await Store.open(str(junk))
+        await open_store(str(junk))
     # the refusal let go of the lock: a real database there opens
     junk.unlink()
-    async with await Store.open(str(junk)):
+    async with await open_store(str(junk)):
         pass
 
 
 # A second process that opens the store, says so, and keeps it open until its stdin closes.
 HOLDER = """
 import asyncio, sys
-from bot.store import Store, StoreError
+from bot.store import StoreError, open_store
 
 async def main():
     try:
-        store = await Store.open(sys.argv[1])
+        store = await open_store(sys.argv[1])
     except StoreError as exc:
         print(exc, flush=True)
         sys.exit(3)
@@ -767,7 +767,7 @@ async def start_holder(path: Path) -> asyncio.subprocess.Process:
 
 async def test_a_second_process_is_refused_while_the_store_is_open(tmp_path: Path) -> None:
     db = tmp_path / "wingbeat.sqlite3"
-    async with await Store.open(str(db)):
+    async with await open_store(str(db)):
         holder = await start_holder(db)
         out, _ = await asyncio.wait_for(holder.communicate(b""), 30)
         assert holder.returncode == 3
@@ -786,20 +786,20 @@ async def test_the_lock_goes_with_a_process_that_dies(tmp_path: Path) -> None:
     assert holder.stdout is not None
     assert (await asyncio.wait_for(holder.stdout.readline(), 30)).decode().strip() == "ready"
     with pytest.raises(StoreError) as refused:
-        await Store.open(f"sqlite:///{db}")
+        await open_store(f"sqlite:///{db}")
     assert str(refused.value) == refusal(db)
     holder.send_signal(signal.SIGKILL)  # no chance to clean up: the OS drops the lock with the process
     await asyncio.wait_for(holder.wait(), 30)
-    async with await Store.open(f"sqlite:///{db}") as s:
+    async with await open_store(f"sqlite:///{db}") as s:
         assert s.schema_version == SCHEMA_VERSION
 
 
 async def test_the_same_file_twice_in_one_process_is_refused_too(tmp_path: Path) -> None:
     db = tmp_path / "wingbeat.sqlite3"
-    async with await Store.open(str(db)):
+    async with await open_store(str(db)):
         with pytest.raises(StoreError, match="another Wingbeat process"):
-            await Store.open(str(db))
-    async with await Store.open(str(db)):
+            await open_store(str(db))
+    async with await open_store(str(db)):
         pass
 
 
@@ -836,7 +836,7 @@ async def test_postgres_migration_waits_for_the_lock_and_runs_once(postgres_dsn:
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute("SELECT pg_advisory_xact_lock($1)", int.from_bytes(b"Wingbeat", "big"))
-        openers = [asyncio.create_task(Store.open(postgres_dsn)) for _ in range(3)]
+        openers = [asyncio.create_task(open_store(postgres_dsn)) for _ in range(3)]
 
         waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
         for _ in range(1000):  # up to 20 s
@@ -859,7 +859,7 @@ async def test_postgres_migration_waits_for_the_lock_and_runs_once(postgres_dsn:
 
 
 async def test_postgres_concurrent_openers_on_a_fresh_database_all_succeed(postgres_dsn: str) -> None:
-    stores = await asyncio.wait_for(asyncio.gather(*(Store.open(postgres_dsn) for _ in range(4))), 30)
+    stores = await asyncio.wait_for(asyncio.gather(*(open_store(postgres_dsn) for _ in range(4))), 30)
     try:
         assert {s.schema_version for s in stores} == {SCHEMA_VERSION}
         assert await stores[0].add_link(make_link())
@@ -871,7 +871,7 @@ async def test_postgres_concurrent_openers_on_a_fresh_database_all_succeed(postg
 async def test_postgres_store_survives_a_server_restart(
     postgres_cluster: PostgresCluster, postgres_dsn: str
 ) -> None:
-    async with await Store.open(postgres_dsn) as s:
+    async with await open_store(postgres_dsn) as s:
         assert await s.add_link(make_link(channel=1))
         postgres_cluster.restart()
         assert [link.channel_id for link in await s.links()] == [1]  # read on a fresh connection
@@ -893,7 +893,7 @@ async def test_postgres_reads_survive_connections_the_server_ended(
 ) -> None:
     # The client learns its connection is gone only when it next uses it; a read is tried again on a fresh one.
     # A write is not (it may have been applied): it fails as a StoreError, and the next one goes through.
-    async with await Store.open(postgres_dsn) as s:
+    async with await open_store(postgres_dsn) as s:
         for n in range(5):
             assert postgres_cluster.terminate_sessions("wingbeat") >= 1
             assert len(await s.links()) == n
@@ -919,7 +919,7 @@ async def test_postgres_password_never_reaches_errors_logs_or_repr(
     wrong_dsn = postgres_cluster.dsn(postgres_dsn.rpartition("/")[2], password="Wr0ng%3Ap%40ss%2Fword")
 
     with pytest.raises(StoreError) as refused:
-        await Store.open(wrong_dsn)
+        await open_store(wrong_dsn)
     assert "password authentication failed" in str(refused.value)
     assert str(refused.value).startswith(
         f"cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:{postgres_cluster.port}/"
@@ -928,11 +928,11 @@ async def test_postgres_password_never_reaches_errors_logs_or_repr(
 
     unreachable = f"postgresql://postgres:{secret}@127.0.0.1:1/wingbeat"
     with pytest.raises(StoreError) as down:
-        await Store.open(unreachable)
+        await open_store(unreachable)
     assert "cannot connect to PostgreSQL at postgresql://postgres@127.0.0.1:1/wingbeat" in str(down.value)
     assert not shows(down.value, secret)
 
-    async with await Store.open(postgres_dsn) as s:
+    async with await open_store(postgres_dsn) as s:
         assert secret not in repr(s) and secret not in s.location
         await s.add_link(make_link())
         postgres_cluster.stop()

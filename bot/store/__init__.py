@@ -2,7 +2,7 @@
 
 ::
 
-    interface.Store      what the bot may ask (abstract); `await Store.open(url)` picks the implementation
+    interface.Store      what the bot may ask (abstract); `await open_store(url)` picks the implementation
     └── sql.SqlStore     the queries, written once for both databases
         ├── sqlite.SQLiteStore      aiosqlite; one process, guarded by a lock file
         └── postgres.PostgresStore  asyncpg; shared by several processes

@@ -1,6 +1,6 @@
 """The store's interface: what the bot may ask of its database, whichever database it is.
 
-`await Store.open(url_or_path)` picks the implementation from the URL (SQLite for a path or `sqlite:///…`,
+`await open_store(url_or_path)` (bot.store.opening) picks the implementation from the URL (SQLite for a path or `sqlite:///…`,
 PostgreSQL for `postgresql://…`). Every implementation has the same semantics, checked by one shared test
 suite; every failure of the database itself is raised as `StoreError`.
 """
@@ -8,7 +8,7 @@ suite; every failure of the database itself is raised as `StoreError`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Self
 from bot.store.models import AuditEntry, Board, Grant, GuildSettings, How, Link, Shards, TargetKind
 
 if TYPE_CHECKING:
-    from bot.settings import Database
+    pass
 
 
 def utc_now() -> datetime:
@@ -25,14 +25,6 @@ def utc_now() -> datetime:
 
 class Store(ABC):
     """The bot's persistence: console links, boards, guild settings, grants, the audit log and metadata."""
-
-    @classmethod
-    async def open(cls, target: str | Database, *, clock: Callable[[], datetime] = utc_now) -> Store:
-        """Open (creating and upgrading as needed) the store a URL, plain SQLite path or `Database` names."""
-        # Imported here: the implementations import this module.
-        from bot.store.opening import open_store
-
-        return await open_store(target, clock=clock)
 
     @property
     @abstractmethod
