@@ -22,6 +22,13 @@ class LinkService:
         self._store = store
         self._relay = relay
         self._auditor = auditor
+        # Channel -> guild of the saved links that restore skipped because their guild left `GUILD_IDS`: an
+        # admin typing there is told why the console went quiet (cogs.console).
+        self._foreign: dict[int, int] = {}
+
+    def foreign_guild(self, channel_id: int) -> int | None:
+        """The guild of a linked channel whose guild is no longer in `GUILD_IDS` (as of the start), or None."""
+        return self._foreign.get(channel_id)
 
     async def guild_links(self, guild_id: int) -> list[Link]:
         """The guild's saved links."""
@@ -60,6 +67,7 @@ class LinkService:
         restored = 0
         for link in links:
             if link.guild_id not in allowed_guilds:
+                self._foreign[link.channel_id] = link.guild_id
                 log.warning(
                     "not restoring the link %s -> %d: guild %d is not in GUILD_IDS",
                     link.server_identifier,
@@ -112,6 +120,7 @@ class LinkService:
 
     async def channel_deleted(self, guild_id: int, channel_id: int) -> None:
         """A channel was deleted: its links go, each audited."""
+        self._foreign.pop(channel_id, None)
         saved = {
             link.server_identifier
             for link in await self._store.links(guild_id)

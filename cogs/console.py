@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import discord
 from discord import app_commands
@@ -12,7 +13,8 @@ from discord.ext import commands
 from bot.access import Verdict
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
-from bot.discord_access import check_console_input
+from bot.discord_access import check_console_input, message_author_is_admin
+from bot.guard import foreign_guild_refusal
 from bot.health_report import LinkReport
 from bot.lookup import ServerLookupError, resolve_server
 from bot.panel.errors import PanelError
@@ -34,6 +36,8 @@ TYPED = (discord.MessageType.default, discord.MessageType.reply)
 # What the bot needs in a channel to mirror a console into it (attachments carry floods and long lines).
 NEEDED = ("view_channel", "send_messages")
 NEEDED_IN_THREADS = ("view_channel", "send_messages_in_threads")
+# A channel linked before its guild left GUILD_IDS is told why at most this often (seconds), however many type.
+FOREIGN_REPLY_EVERY = 60.0
 
 
 def _channel_id(
@@ -114,6 +118,7 @@ class ConsoleCog(commands.Cog):
 
     def __init__(self, bot: WingbeatBot) -> None:
         self.bot = bot
+        self._foreign_told: dict[int, float] = {}  # channel -> when it was last told (monotonic)
 
     @console.command(name="link", description="Start mirroring a game server's console into a channel")
     @app_commands.describe(server="The game server", channel="Where to post (default: this channel)")
@@ -206,9 +211,10 @@ class ConsoleCog(commands.Cog):
         if message.type not in TYPED:
             return
         if not self.bot.guard.is_allowed(message.guild.id):
-            # Never a command, and no answer either: the channel of a guild that may not use Wingbeat is no
-            # place for the bot to talk, and every message there would need one. The operator sees it logged.
+            # Never a command. The operator sees the guild logged; only its admins typing where a console was
+            # linked get an answer, since they expect one (`_refuse_foreign`).
             self.bot.guard.note_guild(message.guild.id, message.guild.name)
+            await self._refuse_foreign(message)
             return
         servers = self.bot.relay.servers_for_channel(message.channel.id)
         if not servers or not message.content:
@@ -222,6 +228,34 @@ class ConsoleCog(commands.Cog):
             return
         with self.bot.guard.tracked(message.id):
             await self._console_input(message, servers, verdicts[0])
+
+    async def _refuse_foreign(self, message: discord.Message) -> None:
+        """Tell an admin typing in a channel linked before its guild left GUILD_IDS why nothing happens.
+
+        Once a minute per channel at most, and nothing reaches the panel, Wings or the store. Everyone else
+        in a foreign guild, and every other channel there, is left alone: the bot does not talk where it may
+        not be used, unless someone is evidently waiting for it.
+        """
+        assert message.guild is not None
+        channel_id = message.channel.id
+        if self.bot.links.foreign_guild(channel_id) is None or not message.content:
+            return
+        if not message_author_is_admin(message, self.bot.settings.admin_role_ids):
+            return
+        now = time.monotonic()
+        told = self._foreign_told.get(channel_id)
+        if told is not None and now - told < FOREIGN_REPLY_EVERY:
+            return
+        self._foreign_told[channel_id] = now
+        await self.bot.discord_budget.acquire()
+        try:
+            await message.reply(
+                foreign_guild_refusal(message.guild.id),
+                allowed_mentions=discord.AllowedMentions.none(),
+                mention_author=False,
+            )
+        except discord.HTTPException as exc:
+            log.info("could not tell channel %d that its guild is not in GUILD_IDS: %s", channel_id, exc)
 
     async def _console_input(
         self, message: discord.Message, servers: list[str], verdict: Verdict | None

@@ -25,6 +25,8 @@ from tests.e2e_helpers import (
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord, FakeInteraction
 
+GUILD2_MEMBER = 900000000000000014  # frank, no roles in GUILD2
+GUILD2_OTHER = 900000000000000015  # a channel of GUILD2 no console was ever linked to
 REFUSAL = (
     "This Discord server is not allowed to use Wingbeat; its operator must add this server's ID "
     f"({GUILD2}) to GUILD_IDS."
@@ -80,7 +82,7 @@ async def test_a_guild_outside_guild_ids_is_refused_everything(
                 )
                 assert choices == [], command
             assert emu.requests[panel_before:] == [] and srv.received == []
-            # Console input in the foreign guild's once-linked channel: never a command, never answered.
+            # Console input in the foreign guild's once-linked channel: never a command; its admin is told why.
             typed = await fake.send_user_message(GUILD2, GUILD2_CONSOLE, GUILD2_ADMIN, "stop")
             await rig.run("console", {"server": "Creative"}, subcommand="link")  # a marker after it, here
             await rig.connected("e5f6a7b8")
@@ -90,7 +92,8 @@ async def test_a_guild_outside_guild_ids_is_refused_everything(
             )
 
             assert not any(m == typed for _, m, _ in fake.reactions)
-            assert fake.messages(GUILD2_CONSOLE) == []  # the stale link was not restored either
+            # The stale link was not restored either: the only message there is the refusal.
+            assert [m.content for m in fake.messages(GUILD2_CONSOLE)] == [REFUSAL]
             assert srv.state == "running"
             assert [args for frame, args in srv.received if frame == "send command"] == [["say marker"]]
             assert await rig.bot.store.recent_audit(guild_id=GUILD2) == []
@@ -134,3 +137,46 @@ async def test_each_guild_lists_and_checks_only_its_own_links(tmp_path: Path) ->
             )
             await other.wait_done(5)
             assert f"<#{GUILD2_CONSOLE}>" in other.text and str(CONSOLE) not in other.text
+
+
+async def test_an_admin_typing_where_a_foreign_guild_linked_a_console_is_told_the_fix(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        build_second_guild(fake)
+        fake.guilds[GUILD2].add_member(GUILD2_MEMBER, "frank")
+        fake.guilds[GUILD2].add_channel(GUILD2_OTHER, "chat")
+        both = settings_for(emu, fake, tmp_path, guild_ids=(GUILD, GUILD2), console_input=True)
+        async with running_bot(emu, fake, both):
+            linked = await fake.invoke(
+                GUILD2, GUILD2_CONSOLE, GUILD2_ADMIN, "console", {"server": "Creative"}, subcommand="link"
+            )
+            await linked.wait_done(5)
+            assert "Mirroring" in linked.text
+        before = len(fake.messages(GUILD2_CONSOLE))
+        # The operator takes GUILD2 out of GUILD_IDS and restarts the bot.
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path, console_input=True)) as rig:
+            audit_before = await rig.bot.store.recent_audit(guild_id=GUILD2)
+            typed = await fake.send_user_message(GUILD2, GUILD2_CONSOLE, GUILD2_ADMIN, "stop")
+            await fake.wait_for(lambda: len(fake.messages(GUILD2_CONSOLE)) > before, 5, "the refusal")
+            # Within the minute: a second admin message, a member, and an admin in an unlinked channel.
+            await fake.send_user_message(GUILD2, GUILD2_CONSOLE, GUILD2_ADMIN, "stop")
+            await fake.send_user_message(GUILD2, GUILD2_CONSOLE, GUILD2_MEMBER, "stop")
+            await fake.send_user_message(GUILD2, GUILD2_OTHER, GUILD2_ADMIN, "stop")
+            await rig.run("console", {"server": "Creative"}, subcommand="link")
+            await rig.connected("e5f6a7b8")
+            marker = await fake.send_user_message(GUILD, CONSOLE, ADMIN, "say marker")
+            await fake.wait_for(
+                lambda: any(m == marker for _, m, _ in fake.reactions), 5, "the marker's reaction"
+            )
+
+            [told] = fake.messages(GUILD2_CONSOLE)[before:]
+            assert told.content == REFUSAL
+            assert int(told.payload["message_reference"]["message_id"]) == typed
+            assert told.allowed_mentions is not None
+            assert told.allowed_mentions["parse"] == [] and told.allowed_mentions.get("replied_user") is False
+            assert fake.messages(GUILD2_OTHER) == []
+            assert [r for r in fake.reactions if r[1] != marker] == []
+            assert [args for frame, args in srv.received if frame == "send command"] == [["say marker"]]
+            assert srv.state == "running"
+            assert await rig.bot.store.recent_audit(guild_id=GUILD2) == audit_before
