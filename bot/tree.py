@@ -35,6 +35,12 @@ def user_error_text(error: BaseException) -> str | None:
     if isinstance(error, app_commands.NoPrivateMessage):
         return DM_REFUSAL
     if isinstance(error, app_commands.TransformerError):
+        if isinstance(error.value, app_commands.AppCommandChannel | app_commands.AppCommandThread):
+            # discord.py resolves a channel option from its cache, which holds only what Wingbeat can see.
+            return (
+                f"Wingbeat cannot see {error.value.mention}: give it View Channel there (and add it to a "
+                "private thread, or open an archived one again), then try again."
+            )
         return f"That value is not usable here: {error.value!r}."
     if isinstance(error, app_commands.CheckFailure):
         return str(error) or "You may not use this command here."

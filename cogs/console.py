@@ -36,6 +36,12 @@ TYPED = (discord.MessageType.default, discord.MessageType.reply)
 # What the bot needs in a channel to mirror a console into it (attachments carry floods and long lines).
 NEEDED = ("view_channel", "send_messages")
 NEEDED_IN_THREADS = ("view_channel", "send_messages_in_threads")
+# The permissions as Discord's settings name them.
+PERMISSION_NAMES = {
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "send_messages_in_threads": "Send Messages in Threads",
+}
 # A channel linked before its guild left GUILD_IDS is told why at most this often (seconds), however many type.
 FOREIGN_REPLY_EVERY = 60.0
 
@@ -63,7 +69,7 @@ def _check_bot_can_post(interaction: discord.Interaction[WingbeatBot], channel_i
     needed = NEEDED_IN_THREADS if isinstance(target, discord.Thread) else NEEDED
     missing = [name for name in needed if not getattr(perms, name)]
     if missing:
-        names = " and ".join(n.replace("_", " ").title() for n in missing)
+        names = " and ".join(PERMISSION_NAMES[n] for n in missing)
         raise Refusal(f"Wingbeat lacks {names} in {target.mention}; grant it there and try again.")
     if not perms.attach_files:
         return (

@@ -20,7 +20,12 @@ from tests.e2e_helpers import (
 )
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord
-from tests.fakes.fake_discord_models import ATTACH_FILES, SEND_MESSAGES, VIEW_CHANNEL
+from tests.fakes.fake_discord_models import (
+    ATTACH_FILES,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -203,3 +208,53 @@ async def test_long_command_output_comes_as_a_file(tmp_path: Path) -> None:
             assert "2 lines of output" in inter.text
             assert len(inter.text) < 2000
             assert ADMIN in [e.user_id for e in await rig.bot.store.recent_audit(guild_id=GUILD)]
+
+
+THREAD = 900000000000000020  # a thread in #other
+
+
+async def test_a_thread_is_checked_for_send_messages_in_threads_and_mirrored(tmp_path: Path) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        fake.guilds[GUILD].add_thread(THREAD, "console-thread", OTHER)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            guild = fake.guilds[GUILD]
+            guild.set_overwrite(OTHER, fake.bot_user_id, deny=SEND_MESSAGES_IN_THREADS, member=True)
+            await fake.wait_for(
+                lambda: not _bot_perms(rig.bot, THREAD).send_messages_in_threads, 2, "the overwrite"
+            )
+            refused = await rig.run("console", {"server": "Creative", "channel": THREAD}, subcommand="link")
+            assert refused.ephemeral and [r["type"] for r in refused.responses] == [4]
+            assert refused.text == (
+                f"Wingbeat lacks Send Messages in Threads in <#{THREAD}>; grant it there and try again."
+            )
+            assert await rig.bot.store.links(GUILD) == []
+            # Send Messages denied in the channel does not matter to its threads.
+            guild.set_overwrite(OTHER, fake.bot_user_id, deny=SEND_MESSAGES, member=True)
+            await fake.wait_for(
+                lambda: _bot_perms(rig.bot, THREAD).send_messages_in_threads, 2, "the overwrite"
+            )
+            linked = await rig.run("console", {"server": "Creative", "channel": THREAD}, subcommand="link")
+            assert "Mirroring" in linked.text
+            await rig.connected("e5f6a7b8")
+            srv.emit_console("into the thread")
+            await rig.wait_for_text(THREAD, "into the thread")
+
+
+async def test_a_channel_wingbeat_cannot_see_is_named_in_one_sentence(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            unseen = 900000000000000021  # a channel (or private thread) the bot's view of the guild lacks
+            inter = await rig.run("console", {"server": "Creative", "channel": unseen}, subcommand="link")
+            assert inter.ephemeral and [r["type"] for r in inter.responses] == [4]
+            assert f"<#{unseen}>" in inter.text and "View Channel" in inter.text
+            assert "<" + "App" not in inter.text and "id=" not in inter.text
+            assert await rig.bot.store.links(GUILD) == []
+
+
+def _bot_perms(bot: Any, channel_id: int) -> Any:
+    guild = bot.get_guild(GUILD)
+    return guild.get_channel_or_thread(channel_id).permissions_for(guild.me)

@@ -38,6 +38,7 @@ from tests.fakes.fake_discord_models import (
     ATTACH_FILES,
     EPHEMERAL,
     SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
     VIEW_CHANNEL,
     Answer,
     FakeChannel,
@@ -1387,7 +1388,7 @@ class FakeDiscord:
         return _json(data)
 
     async def _get_guild_channels(self, request: web.Request) -> web.Response:
-        return _json([c.payload() for c in self._guild_or_404(request).channels.values()])
+        return _json([c.payload() for c in self._guild_or_404(request).channels.values() if not c.is_thread])
 
     async def _get_guild_roles(self, request: web.Request) -> web.Response:
         return _json([r.payload() for r in self._guild_or_404(request).roles.values()])
@@ -1443,14 +1444,15 @@ class FakeDiscord:
 
     def _refused(self, channel: FakeChannel, files: list[tuple[str, bytes]]) -> web.Response | None:
         """403 Missing Access (50001) without View Channel; 403 Missing Permissions (50013) without Send
-        Messages, or without Attach Files for a message with a file."""
+        Messages (Send Messages in Threads in a thread), or without Attach Files for a message with a file."""
         guild = self.guilds.get(channel.guild_id) if channel.guild_id is not None else None
         if guild is None:
             return None
         perms = guild.channel_permissions(channel.id, self.bot_user_id)
         if not perms & VIEW_CHANNEL:
             return _error(403, 50001, "Missing Access")
-        if not perms & SEND_MESSAGES or (files and not perms & ATTACH_FILES):
+        send = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
+        if not perms & send or (files and not perms & ATTACH_FILES):
             return _error(403, 50013, "Missing Permissions")
         return None
 

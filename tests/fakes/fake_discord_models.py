@@ -32,6 +32,7 @@ EVERYONE_DEFAULT_PERMISSIONS = (
     | (1 << 21)  # speak
     | (1 << 26)  # change_nickname
     | (1 << 31)  # use_application_commands
+    | (1 << 38)  # send_messages_in_threads
 )
 
 _counter = itertools.count(1)
@@ -84,6 +85,8 @@ class FakeRole:
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 ATTACH_FILES = 1 << 15
+SEND_MESSAGES_IN_THREADS = 1 << 38
+THREAD_TYPES = (10, 11, 12)  # announcement, public and private threads
 
 
 @dataclass
@@ -107,8 +110,15 @@ class FakeChannel:
     guild_id: int | None = None
     position: int = 0
     overwrites: list[FakeOverwrite] = field(default_factory=list)
+    parent_id: int | None = None  # a thread's channel
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_TYPES
 
     def payload(self) -> dict[str, Any]:
+        if self.is_thread:
+            return self._thread_payload()
         data: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
@@ -127,6 +137,28 @@ class FakeChannel:
         if self.type in (2, 13):  # voice / stage
             data.update(bitrate=64000, user_limit=0, rtc_region=None)
         return data
+
+    def _thread_payload(self) -> dict[str, Any]:
+        # A thread has no overwrites of its own: Discord applies its channel's (FakeGuild.channel_permissions).
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "name": self.name,
+            "guild_id": str(self.guild_id),
+            "parent_id": str(self.parent_id),
+            "owner_id": "1",
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": iso_now(),
+                "locked": False,
+            },
+        }
 
 
 @dataclass
@@ -188,6 +220,13 @@ class FakeGuild:
         self._owner._dispatch_soon("CHANNEL_CREATE", channel.payload())
         return channel
 
+    def add_thread(self, thread_id: int, name: str, parent_id: int, *, private: bool = False) -> FakeChannel:
+        """A thread in one of the guild's channels (THREAD_CREATE), with that channel's permissions."""
+        thread = FakeChannel(thread_id, name, 12 if private else 11, self.id, parent_id=parent_id)
+        self.channels[thread_id] = thread
+        self._owner._dispatch_soon("THREAD_CREATE", {**thread.payload(), "newly_created": True})
+        return thread
+
     def add_member(
         self,
         user_id: int,
@@ -225,6 +264,8 @@ class FakeGuild:
         """A member's permissions in a channel, overwrites applied in Discord's order."""
         perms = self.computed_permissions(user_id)
         channel = self.channels.get(channel_id)
+        if channel is not None and channel.is_thread and channel.parent_id is not None:
+            channel = self.channels.get(channel.parent_id)
         if channel is None or perms == ALL_PERMISSIONS:
             return perms
         member = self.members.get(user_id)
@@ -271,9 +312,9 @@ class FakeGuild:
             "member_count": len(self.members),
             "large": False,
             "roles": [r.payload() for r in self.roles.values()],
-            "channels": [c.payload() for c in self.channels.values()],
+            "channels": [c.payload() for c in self.channels.values() if not c.is_thread],
             "members": [m.payload() for m in self.members.values()],
-            "threads": [],
+            "threads": [c.payload() for c in self.channels.values() if c.is_thread],
             "emojis": [],
             "stickers": [],
             "voice_states": [],
