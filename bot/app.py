@@ -341,6 +341,11 @@ class WingbeatBot(commands.Bot):
         await self.links.channel_deleted(channel.guild.id, channel.id)
         await self.boards.channel_deleted(channel.id)
 
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        # A linked thread is a channel like any other; discord.py reports its deletion apart (raw: even uncached).
+        await self.links.channel_deleted(payload.guild_id, payload.thread_id)
+        await self.boards.channel_deleted(payload.thread_id)
+
     # shutdown
 
     async def close(self) -> None:

@@ -258,3 +258,20 @@ async def test_a_channel_wingbeat_cannot_see_is_named_in_one_sentence(tmp_path: 
 def _bot_perms(bot: Any, channel_id: int) -> Any:
     guild = bot.get_guild(GUILD)
     return guild.get_channel_or_thread(channel_id).permissions_for(guild.me)
+
+
+async def test_a_deleted_thread_loses_its_links(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        fake.guilds[GUILD].add_thread(THREAD, "console-thread", OTHER)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            await rig.run("console", {"server": "Creative", "channel": THREAD}, subcommand="link")
+            fake.guilds[GUILD].delete_channel(THREAD)
+
+            async def gone() -> bool:
+                return await rig.bot.store.links(GUILD) == [] and rig.bot.relay.link_health() == []
+
+            await eventually(gone)
+            [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.user_id == 0]
+            assert (entry.action, entry.outcome) == ("unlink", "removed by Wingbeat: the channel was deleted")

@@ -258,6 +258,10 @@ class FakeGuild:
     def delete_channel(self, channel_id: int) -> None:
         """Deletes a channel: later requests for it get 404 Unknown Channel (10003)."""
         channel = self.channels.pop(channel_id)
+        if channel.is_thread:
+            thread = {"id": str(channel.id), "guild_id": str(self.id), "parent_id": str(channel.parent_id)}
+            self._owner._dispatch_soon("THREAD_DELETE", {**thread, "type": channel.type})
+            return
         self._owner._dispatch_soon("CHANNEL_DELETE", channel.payload())
 
     def channel_permissions(self, channel_id: int, user_id: int) -> int:
