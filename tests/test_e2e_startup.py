@@ -142,6 +142,22 @@ async def test_stale_global_commands_are_removed_at_start_up(tmp_path: Path) -> 
         assert global_calls == ["GET", "PUT", "GET"]
 
 
+async def test_stale_global_commands_are_removed_even_when_the_guild_commands_are_unchanged(
+    tmp_path: Path,
+) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        settings = settings_for(emu, fake, tmp_path)
+        async with running_bot(emu, fake, settings):
+            pass
+        # Between two starts an older version (or a script) registers commands globally again.
+        fake.register_commands(None, fake.synced_commands[GUILD])
+        async with running_bot(emu, fake, settings) as rig:
+            assert rig.bot.command_sync.synced == ()  # the hash matched: no guild sync...
+            assert rig.bot.command_sync.globals_removed == len(COMMANDS)  # ...and still no global commands
+            assert fake.registered_commands(None) == []
+
+
 async def test_a_guild_dropped_from_guild_ids_loses_its_commands(tmp_path: Path) -> None:
     async with Emulator() as emu, FakeDiscord() as fake:
         build_world(fake)
