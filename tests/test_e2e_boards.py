@@ -372,6 +372,42 @@ async def test_a_click_from_a_guild_outside_guild_ids_gets_one_sentence(rig: Rig
     assert not [name for name, _ in srv.received if name == "set state"]
 
 
+async def test_every_component_from_a_guild_outside_guild_ids_gets_the_sentence_at_once(rig: Rig) -> None:
+    board = await post_board(rig, OTHER)
+    card = await post_card(rig, "Creative")
+    srv = rig.emu.server(CREATIVE)
+    opened = await rig.fake.click(GUILD, CONSOLE, ADMIN, card.message, f"wingbeat:cmd:{CREATIVE}")
+    await opened.wait_done()
+    assert opened.modal is not None
+    [field] = [c for row in opened.modal["components"] for c in row["components"]]
+    received = len(srv.received)
+    refused = [
+        await rig.fake.click(STRANGER_GUILD, CONSOLE, ADMIN, card.message, custom_id)
+        for custom_id in (
+            f"wingbeat:logs:{CREATIVE}",
+            f"wingbeat:cmd:{CREATIVE}",
+            f"wingbeat:power:{CREATIVE}:restart",
+            f"wingbeat:power:{CREATIVE}:stop",
+        )
+    ]
+    [select] = components(board.message)
+    refused.append(await rig.fake.pick(STRANGER_GUILD, OTHER, ADMIN, board.message, select, [CREATIVE]))
+    refused.append(
+        await rig.fake.submit_modal(
+            STRANGER_GUILD, CONSOLE, ADMIN, opened.modal["custom_id"], {field["custom_id"]: "stop"}
+        )
+    )
+    sentence = (
+        "This Discord server is not allowed to use Wingbeat; its operator must add this server's ID "
+        f"({STRANGER_GUILD}) to GUILD_IDS."
+    )
+    for inter in refused:
+        await inter.wait_done()
+        assert [r["type"] for r in inter.responses] == [4] and inter.ephemeral and inter.text == sentence
+    assert srv.received[received:] == [] and srv.state == "running"
+    assert await rig.bot.store.recent_audit(guild_id=STRANGER_GUILD) == []
+
+
 async def test_a_click_for_a_deleted_server_says_so(rig: Rig) -> None:
     card = await post_card(rig)
     srv = rig.emu.server(SURVIVAL)
