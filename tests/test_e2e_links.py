@@ -275,3 +275,27 @@ async def test_a_deleted_thread_loses_its_links(tmp_path: Path) -> None:
             await eventually(gone)
             [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.user_id == 0]
             assert (entry.action, entry.outcome) == ("unlink", "removed by Wingbeat: the channel was deleted")
+
+
+async def test_a_thread_that_refuses_posts_stops_its_link_naming_send_messages_in_threads(
+    tmp_path: Path,
+) -> None:
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        srv = emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        build_world(fake)
+        fake.guilds[GUILD].add_thread(THREAD, "console-thread", OTHER)
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)) as rig:
+            await rig.run("console", {"server": "Creative", "channel": THREAD}, subcommand="link")
+            await rig.connected("e5f6a7b8")
+            fake.guilds[GUILD].set_overwrite(OTHER, GUILD, deny=SEND_MESSAGES_IN_THREADS)  # @everyone
+            await fake.wait_for(
+                lambda: not _bot_perms(rig.bot, THREAD).send_messages_in_threads, 2, "the overwrite"
+            )
+            srv.emit_console("nobody sees this")
+
+            async def stopped() -> bool:
+                return [link.stopped_reason for link in await rig.bot.store.links(GUILD)] == [
+                    "Wingbeat lacks the Send Messages in Threads permission in the thread"
+                ]
+
+            await eventually(stopped)

@@ -81,6 +81,10 @@ class DiscordPoster:
             if exc.code == MISSING_PERMISSIONS and attachment is not None:
                 raise FileRefused() from None
             if exc.code == MISSING_PERMISSIONS:
+                if isinstance(self._client.get_channel(channel_id), discord.Thread):
+                    raise ChannelGone(
+                        "Wingbeat lacks the Send Messages in Threads permission in the thread"
+                    ) from None
                 raise ChannelGone("Wingbeat lacks the Send Messages permission in the channel") from None
             if exc.code == MISSING_ACCESS:
                 raise ChannelGone("Wingbeat lost access to the channel (View Channel)") from None
