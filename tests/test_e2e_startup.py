@@ -170,6 +170,19 @@ async def test_a_guild_dropped_from_guild_ids_loses_its_commands(tmp_path: Path)
             assert {c["name"] for c in fake.registered_commands(GUILD)} == COMMANDS
 
 
+async def test_a_guild_added_to_guild_ids_gets_the_commands_at_the_next_start(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        fake.add_guild(GUILD2, "Second")
+        async with running_bot(emu, fake, settings_for(emu, fake, tmp_path)):
+            assert fake.registered_commands(GUILD2) == []
+        async with running_bot(
+            emu, fake, settings_for(emu, fake, tmp_path, guild_ids=(GUILD, GUILD2))
+        ) as rig:
+            assert set(rig.bot.command_sync.synced) == {GUILD, GUILD2}
+            assert {c["name"] for c in fake.registered_commands(GUILD2)} == COMMANDS
+
+
 async def test_dms_are_refused(tmp_path: Path) -> None:
     async with Emulator() as emu, FakeDiscord() as fake:
         emu.add_server("Survival", identifier="a1b2c3d4")
