@@ -199,6 +199,22 @@ async def test_a_deleted_board_message_is_dropped_and_audited(rig: Rig) -> None:
     assert dropped[0].action == "board" and "the message was deleted" in dropped[0].outcome
 
 
+async def test_a_board_deleted_by_hand_does_not_block_a_new_one(rig: Rig) -> None:
+    # Nothing changes on the servers, so the board never tries an edit: /board post itself must notice.
+    board = await post_board(rig)
+    card = await post_card(rig)
+    rig.fake.delete_by_user(CONSOLE, board.id)
+    rig.fake.delete_by_user(CONSOLE, card.id)
+    fresh = await post_board(rig)
+    assert fresh.id != board.id
+    again = await post_card(rig)
+    assert again.id != card.id
+    saved = {b.message_id for b in await rig.bot.store.boards(GUILD)}
+    assert saved == {fresh.id, again.id}
+    dropped = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.how is How.WINGBEAT]
+    assert len(dropped) == 2 and all("the message was deleted" in e.outcome for e in dropped)
+
+
 async def test_a_board_discord_will_not_edit_is_posted_anew(rig: Rig) -> None:
     board = await post_board(rig)
     rig.fake.refuse_edits.add(board.id)
