@@ -347,7 +347,7 @@ def test_alert_messages() -> None:
     back = Alert("a1b2c3d4", AlertKind.CRASH, 0.0, ended=True, duration=192.4)
     assert alert_text(back, "Lobby") == "✅ **Lobby** (`a1b2c3d4`) is back online after 3 min 12 s."
     reach = Alert("a1b2c3d4", AlertKind.UNREACHABLE, 0.0, ended=True, duration=61)
-    assert "reachable again after 1 min 1 s" in alert_text(reach, "Lobby")
+    assert "reachable again: back online after 1 min 1 s" in alert_text(reach, "Lobby")
     assert "2 min 0 s" in alert_text(Alert("a1b2c3d4", AlertKind.UNREACHABLE, 0.0), "Lobby")
     stop = alert_text(Alert("a1b2c3d4", AlertKind.UNEXPECTED_STOP, 0.0), "@everyone **x**\nline")
     assert "@everyone" not in stop and "\n" not in stop and "\\*\\*x\\*\\*" in stop

@@ -188,7 +188,7 @@ async def test_an_unreachable_server_then_reachable_again(rig: Rig) -> None:
     down = await alert_saying(rig, "unreachable")
     assert "**Creative**" in down.content and "127.0.0.1" not in down.content
     rig.emu.failures.clear()
-    up = await alert_saying(rig, "reachable again after")
+    up = await alert_saying(rig, "reachable again: back online after")
     assert "**Creative**" in up.content
     assert len(alerts(rig)) == 2
 
