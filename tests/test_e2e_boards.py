@@ -414,3 +414,32 @@ async def test_buttons_and_boards_keep_working_after_a_restart(
         # the restored board and card follow the server again
         await fake.wait_for(lambda: "🟢 **Survival** — running" in description(board), 8.0)
         await fake.wait_for(lambda: "running" in card_text(card), 8.0)
+
+
+async def test_a_command_form_opened_before_a_restart_is_carried_out_after_it(
+    world: tuple[Emulator, FakeDiscord, Settings],
+) -> None:
+    emu, fake, settings = world
+    async with board_bot(emu, fake, settings) as first:
+        card = await post_card(first, "Creative")
+        opened = await fake.click(GUILD, CONSOLE, ADMIN, card.message, f"wingbeat:cmd:{CREATIVE}")
+        await opened.wait_done()
+        modal = opened.modal
+        assert modal is not None
+        [field] = [c for row in modal["components"] for c in row["components"]]
+    async with board_bot(emu, fake, settings) as second:
+        submit = await fake.submit_modal(
+            GUILD, CONSOLE, ADMIN, modal["custom_id"], {field["custom_id"]: "say hi"}
+        )
+        await submit.wait_done()
+        assert submit.ephemeral and "Sent `say hi` to **Creative**" in submit.text
+        assert ("send command", ["say hi"]) in emu.server(CREATIVE).received
+        # and the form is checked like the button: a member without a grant is refused, Wings sees nothing more
+        refused = await fake.submit_modal(
+            GUILD, CONSOLE, USER, modal["custom_id"], {field["custom_id"]: "stop"}
+        )
+        await refused.wait_done()
+        assert refused.ephemeral and "Only admins" in refused.text
+        assert ("send command", ["stop"]) not in emu.server(CREATIVE).received
+        [entry] = [e for e in await second.bot.store.recent_audit(guild_id=GUILD) if e.arguments == "say hi"]
+        assert entry.how is How.BUTTON
