@@ -156,6 +156,12 @@ async def test_requested_stops_raise_no_alert(rig: Rig) -> None:
     await wait_until(lambda: rig.emu.server(SURVIVAL).state == "running")
     rig.emu.server(SURVIVAL).handle_power("stop")  # like the panel's own Stop button: through `stopping`
     await wait_until(lambda: rig.emu.server(SURVIVAL).state == "offline")
+    # The egg's stop command typed as a console command: Wings marks the server `stopping` itself.
+    rig.emu.server(SURVIVAL).handle_power("start")
+    await wait_until(lambda: rig.emu.server(SURVIVAL).state == "running")
+    typed = await rig.run("command", {"server": "Survival", "command": "stop"})
+    assert "Sent `stop`" in typed.text, typed.text
+    await wait_until(lambda: rig.emu.server(SURVIVAL).state == "offline")
     await sentinel(rig)
     assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
 
