@@ -314,6 +314,15 @@ def test_the_first_status_after_a_reconnect_is_only_where_things_stand() -> None
     assert c.alerts == []
 
 
+def test_a_new_socket_unseen_by_the_health_check_is_still_only_where_things_stand() -> None:
+    c = running_server()
+    c.det.new_socket()  # the reconnect was quicker than any look at the connections' health
+    c.at(20.1).status(OFF)
+    c.at(30).status(STARTING)
+    c.at(100).tick()
+    assert c.alerts == []
+
+
 def test_an_outage_and_a_crash_are_separate_incidents() -> None:
     c = running_server()
     c.at(10).status(OFF)

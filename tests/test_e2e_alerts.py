@@ -14,6 +14,7 @@ from bot.app import WingbeatBot
 from bot.settings import Settings
 from bot.store import How
 from bot.wings.events import ConnectionState
+from bot.wings.frames import PowerState
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, TIMING, USER, Rig, build_world, settings_for
 from tests.fakes.emulator import Emulator
 from tests.fakes.fake_discord import FakeDiscord, PostedMessage
@@ -181,6 +182,34 @@ async def test_restart_and_stop_through_card_buttons_raise_no_alert(rig: Rig) ->
     await rig.fake.wait_for(lambda: "stopped" in confirm.all_text, 8.0)
     await sentinel(rig)
     assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
+
+
+async def test_a_stop_missed_during_a_quick_reconnect_is_no_alert(
+    world: tuple[Emulator, FakeDiscord, Settings],
+) -> None:
+    # The socket comes back long before the next look at the connections' health (a slow tick here): the
+    # first `status` on the new socket only says where things stand, not that the server went down unasked.
+    emu, fake, settings = world
+    slow = replace(ALERT_TIMING, tick=60.0)
+    bot = WingbeatBot(
+        settings, timing=TIMING, catalog_refresh=30.0, guild_ready_timeout=0.05, alert_timing=slow
+    )
+    async with fake.run_client(bot, ready_timeout=8.0):
+        rig = Rig(emu, fake, bot)
+        await alerts_on(rig)
+        srv = emu.server(CREATIVE)
+        await wait_until(lambda: (conn := bot.manager.peek(CREATIVE)) is not None and conn.power is not None)
+        emu.fail_next("GET", f"/servers/{CREATIVE}/websocket", 502, times=10_000)
+        await emu.drop_sockets(srv)
+        srv.handle_power("stop")  # someone stops it on the panel while Wingbeat is reconnecting
+        await wait_until(lambda: srv.state == "offline")
+        emu.failures.clear()
+        await wait_until(lambda: (conn := bot.manager.peek(CREATIVE)) is not None and conn.reconnects >= 1)
+        await wait_until(lambda: bot.manager.peek(CREATIVE).power is PowerState.OFFLINE)  # type: ignore[union-attr]
+        srv.handle_power("start")  # starting would settle an unexplained `offline` as an unexpected stop
+        await wait_until(lambda: srv.state == "running")
+        await sentinel(rig)
+        assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
 
 
 # -- outages ----------------------------------------------------------------------------------------------

@@ -138,6 +138,10 @@ class IncidentDetector:
         """Wingbeat is about to stop, kill or restart the server: its next `offline` is no surprise."""
         self._stop_requested_until = now + self.stop_request_window
 
+    def new_socket(self) -> None:
+        """The next `status` comes on a fresh socket, after a gap however short: it only says where things stand."""
+        self._power = None
+
     def status(self, state: PowerState, now: float) -> list[Alert]:
         """A `status` frame."""
         old, self._power = self._power, state
