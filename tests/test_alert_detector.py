@@ -139,6 +139,18 @@ def test_crash_lines_without_a_decision_are_reported_after_the_window() -> None:
     assert crash.started_at == 1005.0
 
 
+def test_a_crash_report_in_daemon_messages_counts_too() -> None:
+    c = running_server()
+    c.at(10).status(OFF)
+    for text in ("---------- Detected server process in a crashed state! ----------", "Exit code: 2"):
+        c.alerts += c.det.daemon(text, c.now)
+    c.alerts += c.det.daemon("Out of memory: true", c.now)
+    c.at(10.5).status(STARTING)
+    [crash] = c.alerts
+    assert crash.kind is AlertKind.CRASH
+    assert crash.crash == CrashReport(2, True, Restart.RESTARTING)
+
+
 def test_a_crash_on_start_counts_too() -> None:
     c = Clocked()
     c.connection(True)

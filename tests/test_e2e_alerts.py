@@ -16,7 +16,7 @@ from bot.store import How
 from bot.wings.events import ConnectionState
 from bot.wings.frames import PowerState
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, TIMING, USER, Rig, build_world, settings_for
-from tests.fakes.emulator import Emulator
+from tests.fakes.emulator import CRASH_HEADER, Emulator
 from tests.fakes.fake_discord import FakeDiscord, PostedMessage
 from tests.waiting import wait_until
 
@@ -109,6 +109,22 @@ async def test_a_crash_is_one_alert_with_its_exit_code_then_one_back_online(rig:
     creative = [m for m in alerts(rig) if "Creative" in m.content]
     assert len(creative) == 2
     assert rig.fake.count_429 == 0
+
+
+async def test_a_crash_report_sent_as_daemon_messages_is_read_too(rig: Rig) -> None:
+    # Wings prints its crash report as prefixed console lines; a build that sends `daemon message`s instead
+    # still gets a crash alert, not an unexplained stop.
+    await alerts_on(rig)
+    srv = rig.emu.server(CREATIVE)
+    await srv.set_power("offline")
+    srv.emit("daemon message", CRASH_HEADER)
+    srv.emit("daemon message", "Exit code: 139")
+    srv.emit("daemon message", "Out of memory: false")
+    srv.emit("daemon message", "Aborting automatic restart, last crash occurred less than 60 seconds ago.")
+    first = await alert_saying(rig, "crashed")
+    assert "(exit code 139)" in first.content and "did not restart it" in first.content
+    await sentinel(rig)
+    assert [m for m in alerts(rig) if "Creative" in m.content] == [first]
 
 
 async def test_only_the_configured_role_can_be_pinged(rig: Rig) -> None:

@@ -168,6 +168,12 @@ class IncidentDetector:
         text = daemon_text(line)
         if text is None:
             return []
+        return self.daemon(text, now)
+
+    def daemon(self, text: str, now: float) -> list[Alert]:
+        """Wings' own words: a daemon line's text, or a `daemon message` (where some Wings builds and forks put
+        the crash report instead of prefixed console lines)."""
+        text = daemon_text(text) or _ESCAPES.sub("", text).strip()
         lowered = text.lower()
         if _HEADER in lowered:
             if self._report is None:

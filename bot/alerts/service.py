@@ -244,6 +244,8 @@ class AlertService:
         kind = event.frame.known
         if kind is Event.CONSOLE_OUTPUT:
             alerts = detector.console(event.frame.arg, self._clock())
+        elif kind is Event.DAEMON_MESSAGE:
+            alerts = detector.daemon(event.frame.arg, self._clock())
         elif kind is Event.STATUS:
             state = PowerState.parse(event.frame.arg)
             if state is None:
