@@ -288,6 +288,14 @@ async def test_a_card_has_buttons_and_kill_only_while_stopping(rig: Rig) -> None
     )
 
 
+async def test_a_card_for_a_name_full_of_markdown_is_posted(rig: Rig) -> None:
+    # Escaped, such a name doubles; Discord refuses an embed title over 256 characters (the fake does too).
+    rig.emu.server(SURVIVAL).name = "_*" * 95
+    await rig.bot.catalog.refresh()
+    card = await post_card(rig, SURVIVAL)
+    assert len(card.message["embeds"][0]["title"]) <= 256
+
+
 async def test_an_admin_click_starts_the_server_and_reports_like_power(rig: Rig) -> None:
     card = await post_card(rig)
     srv = rig.emu.server(SURVIVAL)
