@@ -310,6 +310,14 @@ def test_a_short_drop_is_no_alert() -> None:
     assert c.alerts == []
 
 
+def test_a_connection_stopped_for_good_is_no_outage() -> None:
+    c = running_server()
+    c.at(10).connection(False)
+    c.det.connection_stopped()  # e.g. the panel refused the key access to the console
+    c.at(300).tick()
+    assert c.alerts == []
+
+
 def test_a_server_never_reached_is_an_outage_too() -> None:
     c = Clocked()
     c.connection(False)

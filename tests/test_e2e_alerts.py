@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -242,6 +243,30 @@ async def test_an_unreachable_server_then_reachable_again(rig: Rig) -> None:
     up = await alert_saying(rig, "reachable again: back online after")
     assert "**Creative**" in up.content
     assert len(alerts(rig)) == 2
+
+
+async def test_a_server_wingbeat_may_not_connect_to_is_no_outage(
+    world: tuple[Emulator, FakeDiscord, Settings],
+) -> None:
+    # The key lacks websocket.connect there: the connection stops for good at once, which is no outage, even
+    # when a look at the connections caught it while it was still trying.
+    emu, fake, settings = world
+    emu.add_server("Locked", identifier="c0ffee00", state="running", permissions=["control.console"])
+    emu.fail_next("GET", "/servers/c0ffee00/websocket", 502, times=4)  # retried a while, then refused
+    async with alert_bot(emu, fake, settings) as rig:
+        inter = await rig.run("alerts", {"channel": ALERTS}, subcommand="set")
+        assert "now go to" in inter.text
+        await rig.bot.catalog.refresh()
+        await wait_until(lambda: rig.bot.alerts.watched == 4)
+        await wait_until(
+            lambda: (
+                (conn := rig.bot.manager.peek("c0ffee00")) is not None
+                and conn.state is ConnectionState.STOPPED
+            )
+        )
+        await asyncio.sleep(ALERT_TIMING.unreachable_after + 0.5)
+        await sentinel(rig)
+        assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
 
 
 # -- the commands ---------------------------------------------------------------------------------------------

@@ -213,6 +213,12 @@ class IncidentDetector:
         self._down_since = None
         return out
 
+    def connection_stopped(self) -> None:
+        """The console socket stopped for good (server deleted or suspended, access refused): that is no outage,
+        so none starts from here; one already reported ends only when the socket is back."""
+        if self._outage is None:
+            self._down_since = None
+
     def tick(self, now: float) -> list[Alert]:
         """A clock reading: windows that ran out become alerts."""
         out: list[Alert] = []

@@ -295,7 +295,9 @@ class AlertService:
                 alerts += detector.connection(True, now)
             elif state in (ConnectionState.CONNECTING, ConnectionState.RECONNECTING):
                 alerts += detector.connection(False, now)
-            # A connection stopped for good (deleted, suspended, refused) is no outage; idle means not opened yet.
+            elif state in (ConnectionState.STOPPED, ConnectionState.CLOSED):
+                detector.connection_stopped()  # stopped for good (deleted, suspended, refused): no outage
+            # Idle means not opened yet.
             alerts += detector.tick(now)
         self._enqueue(alerts)
 
