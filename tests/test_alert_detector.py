@@ -80,6 +80,9 @@ def test_daemon_lines_are_recognised_on_pterodactyl_and_pelican() -> None:
     assert daemon_text(daemon("Exit code: 1", app="pelican")) == "Exit code: 1"
     assert daemon_text("[12:00:00 INFO]: <Steve> [Pterodactyl Daemon]: Exit code: 1") is None
     assert daemon_text("Exit code: 1") is None
+    # Wings' `app_name` is configurable: a host's own brand prefixes the same lines.
+    assert daemon_text(daemon("Exit code: 137", app="Acme Hosting")) == "Exit code: 137"
+    assert daemon_text("[12:00:00 INFO]: Exit code: 1") is None
 
 
 # -- crashes ----------------------------------------------------------------------------------------------

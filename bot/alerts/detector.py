@@ -39,8 +39,9 @@ UNREACHABLE_AFTER = 120.0  # seconds a console socket must stay down before it i
 STOP_REQUEST_WINDOW = 60.0  # seconds a stop asked through Wingbeat excuses the next `offline`
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# "[Pterodactyl Daemon]:" on Pterodactyl, "[pelican Daemon]:" on Pelican: Wings prefixes its app name.
-_DAEMON = re.compile(r"\[(?:pterodactyl|pelican) daemon\]:\s?(?P<text>.*)", re.IGNORECASE)
+# "[Pterodactyl Daemon]:" on Pterodactyl, "[pelican Daemon]:" on Pelican: Wings prefixes its `app_name`, which
+# hosts may set to their own brand ("[Acme Daemon]:").
+_DAEMON = re.compile(r"\[[^\[\]]{1,64} daemon\]:\s?(?P<text>.*)", re.IGNORECASE)
 _HEADER = "detected server process in a crashed state"
 _EXIT_CODE = re.compile(r"exit code:\s*(?P<code>-?\d+)", re.IGNORECASE)
 _OOM = re.compile(r"out of memory:\s*(?P<value>true|false)", re.IGNORECASE)
