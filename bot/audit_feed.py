@@ -20,6 +20,7 @@ import discord
 
 from bot.audit import AuditAction
 from bot.audit_text import audit_line, audit_plain
+from bot.redact import hide_addresses
 from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import retry_after
 from bot.store import AuditEntry, Store
@@ -162,9 +163,12 @@ class AuditFeed:
                 )
                 lines.append(notice)
                 plain.setdefault(channel_id, []).append(notice)
-            lines.append(audit_line(entry, server_names=names, since=self._since))
+            # Anyone who reads the channel sees it, unlike /audit show: failures naming a node's address lose it.
+            lines.append(hide_addresses(audit_line(entry, server_names=names, since=self._since)))
             counts[channel_id] = counts.get(channel_id, 0) + 1
-            plain.setdefault(channel_id, []).append(audit_plain(entry, server_names=names, since=self._since))
+            plain.setdefault(channel_id, []).append(
+                hide_addresses(audit_plain(entry, server_names=names, since=self._since))
+            )
         for channel_id, lines in by_channel.items():
             guild_id = guilds[channel_id]
             messages = pack(lines)

@@ -10,7 +10,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.access import Capability, Verdict, may_grant, may_revoke, parse_patterns, view_is_open
+from bot.access import (
+    Capability,
+    Member,
+    Verdict,
+    holds,
+    may_grant,
+    may_revoke,
+    parse_patterns,
+    view_is_open,
+)
 from bot.app import WingbeatBot
 from bot.audit import AuditAction
 from bot.discord_access import interaction_member
@@ -216,8 +225,14 @@ class AccessCog(commands.Cog):
         scope = ""
         if target is not None:
             kind = _kind(target)
-            grants = [g for g in grants if g.target_kind is kind and g.target_id == target.id]
-            scope += f" for {target_text(kind, target.id, guild_id)}"
+            if isinstance(target, discord.Member):
+                # What this member may do: their own grants and those of their roles (and @everyone).
+                member = Member(guild_id, target.id, frozenset(role.id for role in target.roles))
+                grants = [g for g in grants if holds(member, g)]
+                scope += f" reaching {target_text(kind, target.id, guild_id)} (theirs and their roles')"
+            else:
+                grants = [g for g in grants if g.target_kind is kind and g.target_id == target.id]
+                scope += f" for {target_text(kind, target.id, guild_id)}"
         names = self._names()
         if server is not None:
             await defer(interaction, ephemeral=True)

@@ -24,11 +24,14 @@ from bot.boards import layout
 from bot.boards.custom_ids import (
     BOARD_SELECT,
     BOARD_SELECT_TEMPLATE,
+    COMMAND_FIELD,
+    COMMAND_FORM_TEMPLATE,
     COMMAND_TEMPLATE,
     CONFIRM_TEMPLATE,
     LOGS_TEMPLATE,
     POWER_TEMPLATE,
     Power,
+    command_form_id,
     command_id,
     confirm_id,
     logs_id,
@@ -292,45 +295,72 @@ class LogsButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=LOGS_T
 
 
 class CommandModal(discord.ui.Modal):
-    """One console command for one server; behaves like /command once submitted."""
+    """The form for one console command on one server.
+
+    Only the form: its submission is handled by `on_command_form` from its custom ID, like the buttons, so a
+    form opened before a restart (or left open for long) still works when it is sent.
+    """
 
     command: discord.ui.TextInput[CommandModal] = discord.ui.TextInput(
-        label="Console command", placeholder="e.g. say hello", max_length=2000
+        label="Console command", placeholder="e.g. say hello", max_length=2000, custom_id=COMMAND_FIELD
     )
 
     def __init__(self, server: Server) -> None:
-        super().__init__(title=f"Command for {plain_name(server.name, 32)}", timeout=600)
-        self.server = server.identifier
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        # The text as submitted is what is judged against the member's patterns and what is sent.
-        return await admitted(
-            interaction,
-            Capability.CONSOLE,
-            self.server,
-            what="the Command button",
-            command=self.command.value,
-            audit_action="command",
+        super().__init__(
+            title=f"Command for {plain_name(server.name, 32)}",
+            timeout=None,
+            custom_id=command_form_id(server.identifier),
         )
+        self.stop()  # finished before it is sent: discord.py keeps no copy waiting for its submission
 
-    async def on_submit(self, interaction: discord.Interaction, /) -> None:
-        await answering_errors(interaction, self._act(interaction))
 
-    async def _act(self, interaction: discord.Interaction) -> None:
-        bot = app_of(interaction)
-        await defer(interaction, ephemeral=True)
-        server = await server_by_id(bot, self.server)
-        text = self.command.value
-        result = await audited(
-            interaction,
-            server=server.identifier,
-            action="command",
-            arguments=text,
-            how=How.BUTTON,
-            work=bot.manager.send_command(server.identifier, text),
-            outcome=command_outcome,
-        )
-        await reply_command_output(interaction, server, text, result)
+def _form_value(components: object, custom_id: str) -> str | None:
+    """The value of the text input `custom_id` in a modal submission's components (rows or labels)."""
+    if not isinstance(components, list):
+        return None
+    for component in components:
+        if not isinstance(component, dict):
+            continue
+        if component.get("custom_id") == custom_id and isinstance(component.get("value"), str):
+            return str(component["value"])
+        inner = component.get("components") or ([component["component"]] if "component" in component else [])
+        found = _form_value(inner, custom_id)
+        if found is not None:
+            return found
+    return None
+
+
+async def on_command_form(interaction: discord.Interaction, server_id: str) -> None:
+    """A submitted command form: checked like /command (the text as sent against the member's patterns),
+    then sent and answered as /command answers."""
+    data: dict[str, Any] = dict(interaction.data or {})
+    text = _form_value(data.get("components"), COMMAND_FIELD) or ""
+    if not await admitted(
+        interaction,
+        Capability.CONSOLE,
+        server_id,
+        what="the Command button",
+        command=text,
+        audit_action="command",
+    ):
+        return
+    await answering_errors(interaction, _send_form_command(interaction, server_id, text))
+
+
+async def _send_form_command(interaction: discord.Interaction, server_id: str, text: str) -> None:
+    bot = app_of(interaction)
+    await defer(interaction, ephemeral=True)
+    server = await server_by_id(bot, server_id)
+    result = await audited(
+        interaction,
+        server=server.identifier,
+        action="command",
+        arguments=text,
+        how=How.BUTTON,
+        work=bot.manager.send_command(server.identifier, text),
+        outcome=command_outcome,
+    )
+    await reply_command_output(interaction, server, text, result)
 
 
 class CommandButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=COMMAND_TEMPLATE):
@@ -454,6 +484,16 @@ class BoardsCog(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(*COMPONENTS)
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Command forms, by their custom ID (discord.py dispatches only the modals it still holds)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        match = re.fullmatch(COMMAND_FORM_TEMPLATE, str(data.get("custom_id", "")))
+        if match is not None:
+            await on_command_form(interaction, match["server"])
 
     @board.command(name="post", description="Post a live status board of every game server in a channel")
     @app_commands.describe(channel="Where to post it (default: this channel)")

@@ -80,6 +80,9 @@ def test_daemon_lines_are_recognised_on_pterodactyl_and_pelican() -> None:
     assert daemon_text(daemon("Exit code: 1", app="pelican")) == "Exit code: 1"
     assert daemon_text("[12:00:00 INFO]: <Steve> [Pterodactyl Daemon]: Exit code: 1") is None
     assert daemon_text("Exit code: 1") is None
+    # Wings' `app_name` is configurable: a host's own brand prefixes the same lines.
+    assert daemon_text(daemon("Exit code: 137", app="Acme Hosting")) == "Exit code: 137"
+    assert daemon_text("[12:00:00 INFO]: Exit code: 1") is None
 
 
 # -- crashes ----------------------------------------------------------------------------------------------
@@ -137,6 +140,18 @@ def test_crash_lines_without_a_decision_are_reported_after_the_window() -> None:
     [crash] = c.at(5 + 3).tick()
     assert crash.crash == CrashReport(1, False, Restart.UNKNOWN)
     assert crash.started_at == 1005.0
+
+
+def test_a_crash_report_in_daemon_messages_counts_too() -> None:
+    c = running_server()
+    c.at(10).status(OFF)
+    for text in ("---------- Detected server process in a crashed state! ----------", "Exit code: 2"):
+        c.alerts += c.det.daemon(text, c.now)
+    c.alerts += c.det.daemon("Out of memory: true", c.now)
+    c.at(10.5).status(STARTING)
+    [crash] = c.alerts
+    assert crash.kind is AlertKind.CRASH
+    assert crash.crash == CrashReport(2, True, Restart.RESTARTING)
 
 
 def test_a_crash_on_start_counts_too() -> None:
@@ -298,6 +313,14 @@ def test_a_short_drop_is_no_alert() -> None:
     assert c.alerts == []
 
 
+def test_a_connection_stopped_for_good_is_no_outage() -> None:
+    c = running_server()
+    c.at(10).connection(False)
+    c.det.connection_stopped()  # e.g. the panel refused the key access to the console
+    c.at(300).tick()
+    assert c.alerts == []
+
+
 def test_a_server_never_reached_is_an_outage_too() -> None:
     c = Clocked()
     c.connection(False)
@@ -310,6 +333,15 @@ def test_the_first_status_after_a_reconnect_is_only_where_things_stand() -> None
     c.at(10).connection(False)
     c.at(20).connection(True)
     c.at(20.1).status(OFF)  # stopped while we could not see it: we cannot tell why
+    c.at(100).tick()
+    assert c.alerts == []
+
+
+def test_a_new_socket_unseen_by_the_health_check_is_still_only_where_things_stand() -> None:
+    c = running_server()
+    c.det.new_socket()  # the reconnect was quicker than any look at the connections' health
+    c.at(20.1).status(OFF)
+    c.at(30).status(STARTING)
     c.at(100).tick()
     assert c.alerts == []
 
@@ -347,7 +379,7 @@ def test_alert_messages() -> None:
     back = Alert("a1b2c3d4", AlertKind.CRASH, 0.0, ended=True, duration=192.4)
     assert alert_text(back, "Lobby") == "✅ **Lobby** (`a1b2c3d4`) is back online after 3 min 12 s."
     reach = Alert("a1b2c3d4", AlertKind.UNREACHABLE, 0.0, ended=True, duration=61)
-    assert "reachable again after 1 min 1 s" in alert_text(reach, "Lobby")
+    assert "reachable again: back online after 1 min 1 s" in alert_text(reach, "Lobby")
     assert "2 min 0 s" in alert_text(Alert("a1b2c3d4", AlertKind.UNREACHABLE, 0.0), "Lobby")
     stop = alert_text(Alert("a1b2c3d4", AlertKind.UNEXPECTED_STOP, 0.0), "@everyone **x**\nline")
     assert "@everyone" not in stop and "\n" not in stop and "\\*\\*x\\*\\*" in stop

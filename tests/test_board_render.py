@@ -190,6 +190,17 @@ def test_a_board_of_long_names_stays_within_discords_limits() -> None:
     assert all(len(o.label) <= 100 for o in rendered.options)
 
 
+def test_names_full_of_markdown_keep_boards_and_cards_within_discords_limits() -> None:
+    snaps = [running("_*" * 100 + str(i), f"{i:08x}").snapshot for i in range(25)]
+    board = render_board(snaps, T0 + 86400 * 12, total=40)
+    assert len(board.description) <= 4096
+    card = render_card(snaps[0], T0)
+    assert len(card.title) <= 256  # Discord refuses an embed whose title is longer
+    assert all(len(markdown_name("_" * n, 40)) <= 40 for n in range(1, 120))
+    assert markdown_name("a_b", 40) == "a\\_b"
+    assert not markdown_name("_" * 100, 41).endswith("\\")
+
+
 def test_an_empty_board_says_so() -> None:
     assert "can't see any servers" in render_board([], T0).description
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,8 +15,9 @@ from bot.app import WingbeatBot
 from bot.settings import Settings
 from bot.store import How
 from bot.wings.events import ConnectionState
+from bot.wings.frames import PowerState
 from tests.e2e_helpers import ADMIN, CONSOLE, GUILD, TIMING, USER, Rig, build_world, settings_for
-from tests.fakes.emulator import Emulator
+from tests.fakes.emulator import CRASH_HEADER, Emulator
 from tests.fakes.fake_discord import FakeDiscord, PostedMessage
 from tests.waiting import wait_until
 
@@ -110,6 +112,22 @@ async def test_a_crash_is_one_alert_with_its_exit_code_then_one_back_online(rig:
     assert rig.fake.count_429 == 0
 
 
+async def test_a_crash_report_sent_as_daemon_messages_is_read_too(rig: Rig) -> None:
+    # Wings prints its crash report as prefixed console lines; a build that sends `daemon message`s instead
+    # still gets a crash alert, not an unexplained stop.
+    await alerts_on(rig)
+    srv = rig.emu.server(CREATIVE)
+    await srv.set_power("offline")
+    srv.emit("daemon message", CRASH_HEADER)
+    srv.emit("daemon message", "Exit code: 139")
+    srv.emit("daemon message", "Out of memory: false")
+    srv.emit("daemon message", "Aborting automatic restart, last crash occurred less than 60 seconds ago.")
+    first = await alert_saying(rig, "crashed")
+    assert "(exit code 139)" in first.content and "did not restart it" in first.content
+    await sentinel(rig)
+    assert [m for m in alerts(rig) if "Creative" in m.content] == [first]
+
+
 async def test_only_the_configured_role_can_be_pinged(rig: Rig) -> None:
     rig.emu.server(CREATIVE).name = "@everyone <@&1234567890123456789> Creative"
     await alerts_on(rig)
@@ -156,6 +174,12 @@ async def test_requested_stops_raise_no_alert(rig: Rig) -> None:
     await wait_until(lambda: rig.emu.server(SURVIVAL).state == "running")
     rig.emu.server(SURVIVAL).handle_power("stop")  # like the panel's own Stop button: through `stopping`
     await wait_until(lambda: rig.emu.server(SURVIVAL).state == "offline")
+    # The egg's stop command typed as a console command: Wings marks the server `stopping` itself.
+    rig.emu.server(SURVIVAL).handle_power("start")
+    await wait_until(lambda: rig.emu.server(SURVIVAL).state == "running")
+    typed = await rig.run("command", {"server": "Survival", "command": "stop"})
+    assert "Sent `stop`" in typed.text, typed.text
+    await wait_until(lambda: rig.emu.server(SURVIVAL).state == "offline")
     await sentinel(rig)
     assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
 
@@ -177,6 +201,34 @@ async def test_restart_and_stop_through_card_buttons_raise_no_alert(rig: Rig) ->
     assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
 
 
+async def test_a_stop_missed_during_a_quick_reconnect_is_no_alert(
+    world: tuple[Emulator, FakeDiscord, Settings],
+) -> None:
+    # The socket comes back long before the next look at the connections' health (a slow tick here): the
+    # first `status` on the new socket only says where things stand, not that the server went down unasked.
+    emu, fake, settings = world
+    slow = replace(ALERT_TIMING, tick=60.0)
+    bot = WingbeatBot(
+        settings, timing=TIMING, catalog_refresh=30.0, guild_ready_timeout=0.05, alert_timing=slow
+    )
+    async with fake.run_client(bot, ready_timeout=8.0):
+        rig = Rig(emu, fake, bot)
+        await alerts_on(rig)
+        srv = emu.server(CREATIVE)
+        await wait_until(lambda: (conn := bot.manager.peek(CREATIVE)) is not None and conn.power is not None)
+        emu.fail_next("GET", f"/servers/{CREATIVE}/websocket", 502, times=10_000)
+        await emu.drop_sockets(srv)
+        srv.handle_power("stop")  # someone stops it on the panel while Wingbeat is reconnecting
+        await wait_until(lambda: srv.state == "offline")
+        emu.failures.clear()
+        await wait_until(lambda: (conn := bot.manager.peek(CREATIVE)) is not None and conn.reconnects >= 1)
+        await wait_until(lambda: bot.manager.peek(CREATIVE).power is PowerState.OFFLINE)  # type: ignore[union-attr]
+        srv.handle_power("start")  # starting would settle an unexplained `offline` as an unexpected stop
+        await wait_until(lambda: srv.state == "running")
+        await sentinel(rig)
+        assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
+
+
 # -- outages ----------------------------------------------------------------------------------------------
 
 
@@ -188,9 +240,33 @@ async def test_an_unreachable_server_then_reachable_again(rig: Rig) -> None:
     down = await alert_saying(rig, "unreachable")
     assert "**Creative**" in down.content and "127.0.0.1" not in down.content
     rig.emu.failures.clear()
-    up = await alert_saying(rig, "reachable again after")
+    up = await alert_saying(rig, "reachable again: back online after")
     assert "**Creative**" in up.content
     assert len(alerts(rig)) == 2
+
+
+async def test_a_server_wingbeat_may_not_connect_to_is_no_outage(
+    world: tuple[Emulator, FakeDiscord, Settings],
+) -> None:
+    # The key lacks websocket.connect there: the connection stops for good at once, which is no outage, even
+    # when a look at the connections caught it while it was still trying.
+    emu, fake, settings = world
+    emu.add_server("Locked", identifier="c0ffee00", state="running", permissions=["control.console"])
+    emu.fail_next("GET", "/servers/c0ffee00/websocket", 502, times=4)  # retried a while, then refused
+    async with alert_bot(emu, fake, settings) as rig:
+        inter = await rig.run("alerts", {"channel": ALERTS}, subcommand="set")
+        assert "now go to" in inter.text
+        await rig.bot.catalog.refresh()
+        await wait_until(lambda: rig.bot.alerts.watched == 4)
+        await wait_until(
+            lambda: (
+                (conn := rig.bot.manager.peek("c0ffee00")) is not None
+                and conn.state is ConnectionState.STOPPED
+            )
+        )
+        await asyncio.sleep(ALERT_TIMING.unreachable_after + 0.5)
+        await sentinel(rig)
+        assert [m.content for m in alerts(rig) if "Lobby" not in m.content] == []
 
 
 # -- the commands ---------------------------------------------------------------------------------------------

@@ -312,3 +312,18 @@ async def test_health_says_when_the_audit_channel_refuses_posts(rig: Rig) -> Non
     await rig.run("power", {"server": "Survival", "action": "stop"})  # the channel takes posts again
     await rig.wait_for_text(OTHER, "power `stop`")
     assert "Audit channel" not in (await rig.run("health")).text
+
+
+async def test_the_audit_channel_never_shows_internal_addresses(rig: Rig) -> None:
+    # The node behind Survival stops answering: the power action fails with the network error, which names
+    # the node's address. The audit channel may be read by anyone in it, so the address stays out of it.
+    await rig.run("audit", {"channel": OTHER}, subcommand="channel")
+    await rig.wait_for_text(OTHER, "audit channel `channel=")
+    assert rig.bot.manager.peek(SURVIVAL) is None  # no connection yet: the next one goes to the dead node
+    rig.emu.socket_url = lambda server: f"ws://127.0.0.1:9/api/servers/{server.uuid}/ws"  # type: ignore[method-assign]
+    await rig.run("power", {"server": "Survival", "action": "start"})
+    await rig.wait_for_text(OTHER, "power `start`")
+    [row] = [e for e in await rig.bot.store.recent_audit(10, GUILD) if e.action == "power"]
+    assert "127.0.0.1" in row.outcome  # the store (for admins' /audit show files and the logs) keeps it whole
+    posted = "\n".join(lines_in(rig.fake, OTHER))
+    assert "power `start`" in posted and "127.0.0.1" not in posted and ":9" not in posted

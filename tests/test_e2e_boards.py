@@ -199,6 +199,22 @@ async def test_a_deleted_board_message_is_dropped_and_audited(rig: Rig) -> None:
     assert dropped[0].action == "board" and "the message was deleted" in dropped[0].outcome
 
 
+async def test_a_board_deleted_by_hand_does_not_block_a_new_one(rig: Rig) -> None:
+    # Nothing changes on the servers, so the board never tries an edit: /board post itself must notice.
+    board = await post_board(rig)
+    card = await post_card(rig)
+    rig.fake.delete_by_user(CONSOLE, board.id)
+    rig.fake.delete_by_user(CONSOLE, card.id)
+    fresh = await post_board(rig)
+    assert fresh.id != board.id
+    again = await post_card(rig)
+    assert again.id != card.id
+    saved = {b.message_id for b in await rig.bot.store.boards(GUILD)}
+    assert saved == {fresh.id, again.id}
+    dropped = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.how is How.WINGBEAT]
+    assert len(dropped) == 2 and all("the message was deleted" in e.outcome for e in dropped)
+
+
 async def test_a_board_discord_will_not_edit_is_posted_anew(rig: Rig) -> None:
     board = await post_board(rig)
     rig.fake.refuse_edits.add(board.id)
@@ -270,6 +286,14 @@ async def test_a_card_has_buttons_and_kill_only_while_stopping(rig: Rig) -> None
     await rig.fake.wait_for(
         lambda: not components(card.message)[f"wingbeat:power:{SURVIVAL}:kill"].get("disabled"), 8.0
     )
+
+
+async def test_a_card_for_a_name_full_of_markdown_is_posted(rig: Rig) -> None:
+    # Escaped, such a name doubles; Discord refuses an embed title over 256 characters (the fake does too).
+    rig.emu.server(SURVIVAL).name = "_*" * 95
+    await rig.bot.catalog.refresh()
+    card = await post_card(rig, SURVIVAL)
+    assert len(card.message["embeds"][0]["title"]) <= 256
 
 
 async def test_an_admin_click_starts_the_server_and_reports_like_power(rig: Rig) -> None:
@@ -434,3 +458,32 @@ async def test_buttons_and_boards_keep_working_after_a_restart(
         # the restored board and card follow the server again
         await fake.wait_for(lambda: "🟢 **Survival** — running" in description(board), 8.0)
         await fake.wait_for(lambda: "running" in card_text(card), 8.0)
+
+
+async def test_a_command_form_opened_before_a_restart_is_carried_out_after_it(
+    world: tuple[Emulator, FakeDiscord, Settings],
+) -> None:
+    emu, fake, settings = world
+    async with board_bot(emu, fake, settings) as first:
+        card = await post_card(first, "Creative")
+        opened = await fake.click(GUILD, CONSOLE, ADMIN, card.message, f"wingbeat:cmd:{CREATIVE}")
+        await opened.wait_done()
+        modal = opened.modal
+        assert modal is not None
+        [field] = [c for row in modal["components"] for c in row["components"]]
+    async with board_bot(emu, fake, settings) as second:
+        submit = await fake.submit_modal(
+            GUILD, CONSOLE, ADMIN, modal["custom_id"], {field["custom_id"]: "say hi"}
+        )
+        await submit.wait_done()
+        assert submit.ephemeral and "Sent `say hi` to **Creative**" in submit.text
+        assert ("send command", ["say hi"]) in emu.server(CREATIVE).received
+        # and the form is checked like the button: a member without a grant is refused, Wings sees nothing more
+        refused = await fake.submit_modal(
+            GUILD, CONSOLE, USER, modal["custom_id"], {field["custom_id"]: "stop"}
+        )
+        await refused.wait_done()
+        assert refused.ephemeral and "Only admins" in refused.text
+        assert ("send command", ["stop"]) not in emu.server(CREATIVE).received
+        [entry] = [e for e in await second.bot.store.recent_audit(guild_id=GUILD) if e.arguments == "say hi"]
+        assert entry.how is How.BUTTON

@@ -116,6 +116,13 @@ async def test_grant_list_and_revoke(rig: Rig) -> None:
 
     for_mods = await rig.run("access", {"target": MOD_ROLE}, subcommand="list")
     assert for_mods.text.splitlines()[0] == f"1 grant for <@&{MOD_ROLE}>:"
+    # A member's list shows what they may do: the grants of their roles and @everyone's too.
+    for_mona = (await rig.run("access", {"target": MOD}, subcommand="list")).text.splitlines()
+    assert for_mona[0] == f"2 grants reaching <@{MOD}> (theirs and their roles'):"
+    assert f"• <@&{MOD_ROLE}> · `control.restart` on **Survival** (`{SURVIVAL}`)" in for_mona
+    assert "• @everyone · `logs` on all servers" in for_mona
+    for_helper = (await rig.run("access", {"target": HELPER}, subcommand="list")).text.splitlines()
+    assert for_helper[0] == f"2 grants reaching <@{HELPER}> (theirs and their roles'):"
     on_event = await rig.run("access", {"server": "Event"}, subcommand="list")
     assert on_event.text.splitlines()[0] == f"2 grants reaching **Event** (`{EVENT}`):"  # its own and `*`
 

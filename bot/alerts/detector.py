@@ -39,8 +39,9 @@ UNREACHABLE_AFTER = 120.0  # seconds a console socket must stay down before it i
 STOP_REQUEST_WINDOW = 60.0  # seconds a stop asked through Wingbeat excuses the next `offline`
 
 _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# "[Pterodactyl Daemon]:" on Pterodactyl, "[pelican Daemon]:" on Pelican: Wings prefixes its app name.
-_DAEMON = re.compile(r"\[(?:pterodactyl|pelican) daemon\]:\s?(?P<text>.*)", re.IGNORECASE)
+# "[Pterodactyl Daemon]:" on Pterodactyl, "[pelican Daemon]:" on Pelican: Wings prefixes its `app_name`, which
+# hosts may set to their own brand ("[Acme Daemon]:").
+_DAEMON = re.compile(r"\[[^\[\]]{1,64} daemon\]:\s?(?P<text>.*)", re.IGNORECASE)
 _HEADER = "detected server process in a crashed state"
 _EXIT_CODE = re.compile(r"exit code:\s*(?P<code>-?\d+)", re.IGNORECASE)
 _OOM = re.compile(r"out of memory:\s*(?P<value>true|false)", re.IGNORECASE)
@@ -138,6 +139,10 @@ class IncidentDetector:
         """Wingbeat is about to stop, kill or restart the server: its next `offline` is no surprise."""
         self._stop_requested_until = now + self.stop_request_window
 
+    def new_socket(self) -> None:
+        """The next `status` comes on a fresh socket, after a gap however short: it only says where things stand."""
+        self._power = None
+
     def status(self, state: PowerState, now: float) -> list[Alert]:
         """A `status` frame."""
         old, self._power = self._power, state
@@ -164,6 +169,12 @@ class IncidentDetector:
         text = daemon_text(line)
         if text is None:
             return []
+        return self.daemon(text, now)
+
+    def daemon(self, text: str, now: float) -> list[Alert]:
+        """Wings' own words: a daemon line's text, or a `daemon message` (where some Wings builds and forks put
+        the crash report instead of prefixed console lines)."""
+        text = daemon_text(text) or _ESCAPES.sub("", text).strip()
         lowered = text.lower()
         if _HEADER in lowered:
             if self._report is None:
@@ -202,6 +213,12 @@ class IncidentDetector:
             out.append(self._end(outage, now))
         self._down_since = None
         return out
+
+    def connection_stopped(self) -> None:
+        """The console socket stopped for good (server deleted or suspended, access refused): that is no outage,
+        so none starts from here; one already reported ends only when the socket is back."""
+        if self._outage is None:
+            self._down_since = None
 
     def tick(self, now: float) -> list[Alert]:
         """A clock reading: windows that ran out become alerts."""

@@ -36,7 +36,7 @@ def alert_text(alert: Alert, server_name: str, *, unreachable_after: float = 120
     if alert.ended:
         took = duration(alert.duration)
         if alert.kind is AlertKind.UNREACHABLE:
-            return f"✅ {who} is reachable again after {took}."
+            return f"✅ {who} is reachable again: back online after {took}."
         return f"✅ {who} is back online after {took}."
     if alert.kind is AlertKind.CRASH:
         report = alert.crash or CrashReport()

@@ -119,6 +119,7 @@ class AlertService:
         self._detectors: dict[str, IncidentDetector] = {}
         self._subs: dict[str, Subscription] = {}
         self._names: dict[str, str] = {}
+        self._sockets: dict[str, tuple[int, int]] = {}  # server -> the socket its last `status` came on
         self._queue: collections.deque[_Queued] = collections.deque(maxlen=MAX_QUEUED)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -148,6 +149,7 @@ class AlertService:
             self._manager.unsubscribe(sub)
         self._subs.clear()
         self._detectors.clear()
+        self._sockets.clear()
 
     # -- what the cogs call --------------------------------------------------------------------------------
 
@@ -212,6 +214,7 @@ class AlertService:
         for server in [s for s in self._subs if s not in wanted]:
             self._manager.unsubscribe(self._subs.pop(server))
             self._detectors.pop(server, None)
+            self._sockets.pop(server, None)
         t = self.timing
         for server in wanted:
             if server in self._subs:
@@ -229,6 +232,7 @@ class AlertService:
                 detector.connection(True, self._clock())
                 if conn.power is not None:
                     detector.status(conn.power, self._clock())
+                    self._sockets[server] = (id(conn), conn.reconnects)
             self._detectors[server] = detector
             self._subs[server] = self._manager.subscribe(server, _Feed(self, server), console=False)
         self._seen_catalog = self._catalog.servers
@@ -240,10 +244,18 @@ class AlertService:
         kind = event.frame.known
         if kind is Event.CONSOLE_OUTPUT:
             alerts = detector.console(event.frame.arg, self._clock())
+        elif kind is Event.DAEMON_MESSAGE:
+            alerts = detector.daemon(event.frame.arg, self._clock())
         elif kind is Event.STATUS:
             state = PowerState.parse(event.frame.arg)
             if state is None:
                 return
+            # A reconnect can be quicker than a tick notices: the socket's identity says whether it is new.
+            conn = self._manager.peek(server)
+            socket = (id(conn), conn.reconnects if conn is not None else 0)
+            if self._sockets.get(server) != socket:
+                self._sockets[server] = socket
+                detector.new_socket()
             alerts = detector.status(state, self._clock())
         else:
             return
@@ -283,7 +295,9 @@ class AlertService:
                 alerts += detector.connection(True, now)
             elif state in (ConnectionState.CONNECTING, ConnectionState.RECONNECTING):
                 alerts += detector.connection(False, now)
-            # A connection stopped for good (deleted, suspended, refused) is no outage; idle means not opened yet.
+            elif state in (ConnectionState.STOPPED, ConnectionState.CLOSED):
+                detector.connection_stopped()  # stopped for good (deleted, suspended, refused): no outage
+            # Idle means not opened yet.
             alerts += detector.tick(now)
         self._enqueue(alerts)
 

@@ -23,6 +23,8 @@ POWER_TEMPLATE = rf"wingbeat:power:{SERVER}:(?P<action>start|stop|restart|kill)"
 CONFIRM_TEMPLATE = rf"wingbeat:confirm:{SERVER}:(?P<action>stop|kill)"
 LOGS_TEMPLATE = rf"wingbeat:logs:{SERVER}"
 COMMAND_TEMPLATE = rf"wingbeat:cmd:{SERVER}"
+COMMAND_FORM_TEMPLATE = rf"wingbeat:cmdform:{SERVER}"  # the modal the Command button opens
+COMMAND_FIELD = "command"  # its one text input
 BOARD_SELECT = "wingbeat:board:select"
 BOARD_SELECT_TEMPLATE = BOARD_SELECT
 
@@ -41,3 +43,7 @@ def logs_id(server: str) -> str:
 
 def command_id(server: str) -> str:
     return f"wingbeat:cmd:{server}"
+
+
+def command_form_id(server: str) -> str:
+    return f"wingbeat:cmdform:{server}"

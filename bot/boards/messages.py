@@ -63,6 +63,16 @@ class BoardMessages:
         except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _translate(exc) from None
 
+    async def exists(self, channel_id: int, message_id: int) -> bool:
+        """Whether the message is still there; False only when Discord says it or its channel is gone."""
+        try:
+            await self._channel(channel_id).fetch_message(message_id)
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if isinstance(_translate(exc), MessageGone):
+                return False
+            raise _translate(exc) from None
+        return True
+
     async def delete(self, channel_id: int, message_id: int) -> None:
         """Delete a message; one that is already gone counts as deleted."""
         try:

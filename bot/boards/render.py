@@ -78,9 +78,21 @@ def plain_name(name: str, limit: int = NAME_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _escaped(text: str) -> str:
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
 def markdown_name(name: str, limit: int = NAME_LIMIT) -> str:
-    """`plain_name` safe inside Discord markdown: formatting characters and mentions escaped."""
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(plain_name(name, limit)))
+    """`plain_name` safe inside Discord markdown (formatting characters and mentions escaped), at most `limit`
+    characters with its escapes: a name full of `_` or `*` must not push a card's title or a board past
+    Discord's limits, which refuse the whole message."""
+    size = limit
+    text = _escaped(plain_name(name, size))
+    while len(text) > limit and size > 1:
+        # Shorten the name itself, never the escaped text: a cut could leave a lone backslash behind.
+        size -= max(1, (len(text) - limit) // 2)
+        text = _escaped(plain_name(name, size))
+    return text
 
 
 def cpu_text(cpu: int | None) -> str:

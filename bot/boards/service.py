@@ -170,7 +170,8 @@ class BoardService:
 
     async def post_board(self, *, guild_id: int, channel_id: int, created_by: int) -> Board:
         """Post a live board in the channel and remember it; BoardError when the channel already has one."""
-        if await self._store.board_in_channel(channel_id) is not None:
+        existing = await self._store.board_in_channel(channel_id)
+        if existing is not None and await self._still_posted(existing):
             raise BoardError(
                 f"<#{channel_id}> already has a status board; remove it first with `/board remove`."
             )
@@ -182,11 +183,26 @@ class BoardService:
     async def post_card(self, *, guild_id: int, channel_id: int, server: Server, created_by: int) -> Board:
         """Post a live card for one server in the channel; BoardError when the channel has one already."""
         for board in await self._store.boards(guild_id):
-            if board.channel_id == channel_id and board.server_identifier == server.identifier:
+            same = board.channel_id == channel_id and board.server_identifier == server.identifier
+            if same and await self._still_posted(board):
                 raise BoardError(f"<#{channel_id}> already has a card for that server.")
         return await self._post(
             guild_id, channel_id, BoardKind.CARD, server.identifier, (server.identifier,), created_by
         )
+
+    async def _still_posted(self, board: Board) -> bool:
+        """Whether the board's message is still in Discord; one deleted by hand is dropped (and audited) here,
+        since without the message-events intent Wingbeat only learns of it when it next edits the board."""
+        await self._budget.acquire()
+        try:
+            if await self._messages.exists(board.channel_id, board.message_id):
+                return True
+        except MessageFailed as exc:
+            log.warning("could not check board %d: %s", board.message_id, exc)
+            return True  # unknown: keep it, and refuse a second board as before
+        live = self._live.get(board.message_id)
+        await self._drop(live or _Live(board, (), None, self._clock()), "the message was deleted")
+        return False
 
     async def remove(self, *, guild_id: int, channel_id: int, server: str | None = None) -> list[Board]:
         """Forget and delete the channel's board and cards (only that server's card when `server` is given)."""

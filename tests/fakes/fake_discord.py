@@ -93,6 +93,18 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return resp
 
 
+def _embed_too_long(embed: dict[str, Any]) -> bool:
+    """Discord's per-part embed limits: title 256, description 4096, 25 fields of 256/1024, footer 2048."""
+    fields = embed.get("fields") or []
+    return (
+        len(embed.get("title") or "") > 256
+        or len(embed.get("description") or "") > 4096
+        or len(fields) > 25
+        or any(len(f.get("name") or "") > 256 or len(f.get("value") or "") > 1024 for f in fields)
+        or len((embed.get("footer") or {}).get("text") or "") > 2048
+    )
+
+
 def _error(
     status: int,
     code: int | None = None,
@@ -1231,7 +1243,7 @@ class FakeDiscord:
             return _error(400, 50006, "Cannot send an empty message")
         if len(content) > 2000:
             return _error(400, errors={"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH"}]}})
-        if len(embeds) > 10 or any(len(e.get("description") or "") > 4096 for e in embeds):
+        if len(embeds) > 10 or any(_embed_too_long(e) for e in embeds):
             return _error(400, errors={"embeds": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH"}]}})
         if sum(len(discord.Embed.from_dict(e)) for e in embeds) > 6000:
             return _error(400, errors={"embeds": {"_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED"}]}})
