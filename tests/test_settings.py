@@ -121,6 +121,17 @@ def test_secrets_are_not_in_repr() -> None:
         ("DISCORD_GATEWAY_URL", "ws://gw/?v=10", r"DISCORD_GATEWAY_URL must be a ws\(s\) URL"),
         ("DISCORD_TOKEN", "", "DISCORD_TOKEN is required"),
         ("PANEL_API_KEY", "  ", "PANEL_API_KEY is required"),
+        # Characters str.isdigit() accepts but int() does not (superscripts) must not become a traceback.
+        ("GUILD_IDS", "\u00b2", "GUILD_IDS must be"),
+        ("ADMIN_ROLE_IDS", "1,\u00b3", "ADMIN_ROLE_IDS must be"),
+        ("SHARD_COUNT", "\u00b2", "SHARD_COUNT must be a whole number"),
+        ("SHARD_IDS", "\u00b9", "SHARD_IDS must be a comma-separated list of shard numbers"),
+        ("GUILD_IDS", "0", "GUILD_IDS must be"),
+        ("PANEL_URL", "https://panel.example.com:port", r"PANEL_URL must be an http\(s\) URL"),
+        ("WINGS_ORIGIN", "https://panel.example.com:99999", r"WINGS_ORIGIN must be an http\(s\) URL"),
+        ("PANEL_URL", "https://user:pass@panel.example.com", r"PANEL_URL must be an http\(s\) URL"),
+        # A day count past what a date can go back to would crash the daily prune (or start-up).
+        ("AUDIT_RETENTION_DAYS", "1000000", "AUDIT_RETENTION_DAYS must be at most 36500"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, expected: str) -> None:
