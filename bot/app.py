@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
@@ -139,6 +140,10 @@ class WingbeatBot(commands.Bot):
         resume_timeout: float = 30.0,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
+        # No voice here: discord.py's start-up warnings about missing voice libraries would only alarm.
+        for warning in ("warn_nacl", "warn_dave"):
+            if hasattr(discord.VoiceClient, warning):
+                setattr(discord.VoiceClient, warning, False)
         intents = discord.Intents.none()
         intents.guilds = True
         if settings.console_input:
@@ -186,7 +191,11 @@ class WingbeatBot(commands.Bot):
     async def login(self, token: str) -> None:
         # Before the first request: login() itself calls Discord (and then setup_hook).
         use_discord_endpoints(self.settings.discord_api_url, self.settings.discord_gateway_url)
-        await super().login(token)
+        try:
+            await super().login(token)
+        except (OSError, aiohttp.ClientError, discord.DiscordServerError) as exc:
+            # Only the login request: once connected, discord.py reconnects by itself.
+            raise DiscordUnreachable(f"{type(exc).__name__}: {exc}") from exc
 
     async def setup_hook(self) -> None:
         settings = self.settings
@@ -369,6 +378,10 @@ class WingbeatBot(commands.Bot):
         log.info("closed")
 
 
+class DiscordUnreachable(Exception):
+    """Discord's API did not answer the login request (network, DNS, TLS, a proxy, or Discord's own 5xx)."""
+
+
 class ShardedWingbeatBot(WingbeatBot, commands.AutoShardedBot):
     """The bot on some of the token's shards (`SHARD_COUNT`, `SHARD_IDS`), one gateway session per shard."""
 
@@ -400,6 +413,21 @@ async def run_bot(settings: Settings) -> None:
         except discord.LoginFailure:
             log.error("Discord rejected DISCORD_TOKEN; check the bot token in the developer portal.")
             raise SystemExit(2) from None
+        except discord.PrivilegedIntentsRequired:
+            log.error(
+                "Discord refused the gateway connection: CONSOLE_INPUT=true needs the Message Content Intent. "
+                "Turn it on in the developer portal (your application → Bot), or set CONSOLE_INPUT=false."
+            )
+            raise SystemExit(2) from None
+        except DiscordUnreachable as exc:
+            where = settings.discord_api_url or "https://discord.com/api/v10"
+            log.error(
+                "could not reach Discord at %s (%s); check this machine's network, DNS and firewall%s. Exiting.",
+                _host_only(where),
+                exc,
+                ", and DISCORD_API_URL" if settings.discord_api_url else "",
+            )
+            raise SystemExit(1) from None
         except StoreError as exc:
             log.error("cannot use the database: %s", exc)
             raise SystemExit(1) from None
