@@ -198,3 +198,18 @@ def test_dotenv_file_is_loaded_without_overriding_the_environment(tmp_path: Path
     proc = _run_entrypoint({"PANEL_API_KEY": ""}, tmp_path)
     # an empty variable in the environment still counts as set (python-dotenv does not override it)
     assert proc.returncode == 2 and "PANEL_API_KEY" in proc.stderr
+
+
+def test_help_says_where_settings_come_from_and_version_is_printed(tmp_path: Path) -> None:
+    clean = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = [sys.executable, "-m", "bot"]
+    helped = subprocess.run(
+        [*run, "--help"], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    text = " ".join(helped.stdout.split())
+    assert ".env" in text and "status 2" in text and "wingbeat check" in text
+    version = subprocess.run(
+        [*run, "--version"], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.startswith("wingbeat ")

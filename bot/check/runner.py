@@ -25,9 +25,12 @@ from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
+SETTINGS_ERROR = 2  # the exit status of a missing or malformed setting, the same as the bot's own
+
 
 def main() -> int:
-    """The `check` subcommand: load settings (a failure is one ✗ line and exit 1), then run every check."""
+    """The `check` subcommand: load settings (a failure is one ✗ line and exit 2, as for the bot), then run
+    every check."""
     out = sys.stdout
     if isinstance(out, io.TextIOWrapper):
         out.reconfigure(errors="replace")  # a terminal that cannot show ✓ gets "?" rather than a crash
@@ -37,7 +40,8 @@ def main() -> int:
     except SettingsError as exc:
         report = Report(out)
         report.add(v.settings_failed(str(exc)))
-        return report.finish()
+        report.finish()
+        return SETTINGS_ERROR
     from bot.logs import setup_logging
 
     # Library warnings go to stderr, redacted; the report itself is stdout.
