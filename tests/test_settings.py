@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,20 @@ def test_help_says_where_settings_come_from_and_version_is_printed(tmp_path: Pat
         [*run, "--version"], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert version.returncode == 0 and version.stdout.startswith("wingbeat ")
+
+
+def test_env_example_and_readme_list_every_setting_the_bot_reads() -> None:
+    source = (ROOT / "bot" / "settings.py").read_text()
+    read = set(re.findall(r'\(\s*env,\s*"([A-Z][A-Z0-9_]+)"', source))
+    read |= set(re.findall(r'env\.get\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    assert len(read) >= 16, read
+    example = (ROOT / ".env.example").read_text().splitlines()
+    listed = [line.split("=", 1)[0] for line in example if re.match(r"^[A-Z][A-Z0-9_]*=", line)]
+    assert sorted(listed) == sorted(read)
+    for index, line in enumerate(example):
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line):  # each setting comes after a comment saying what it is
+            assert example[index - 1].startswith("#") or re.match(r"^[A-Z]", example[index - 1]), line
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    for name in read:
+        assert f"`{name}`" in table, name
