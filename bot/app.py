@@ -197,10 +197,16 @@ class WingbeatBot(commands.Bot):
             # Only the login request: once connected, discord.py reconnects by itself.
             raise DiscordUnreachable(f"{type(exc).__name__}: {exc}") from exc
 
+    async def open_store(self) -> None:
+        """Open the store once. `run_bot` calls this before logging in, so a database that cannot be used
+        (locked by another process, unreachable) stops start-up before anything reaches Discord."""
+        if getattr(self, "store", None) is None:
+            self.store = await open_store(self.settings.database_url)
+            self._closes("store", self.store.close)
+
     async def setup_hook(self) -> None:
         settings = self.settings
-        self.store = await open_store(settings.database_url)
-        self._closes("store", self.store.close)
+        await self.open_store()
         # Actions still `started` in this process's guilds were cut short when it (or the process it replaces
         # on these shards) died: say so in the audit log.
         await self.store.interrupt_started_audit(INTERRUPTED, shards=self.shard_plan.store_filter())
@@ -409,6 +415,7 @@ async def run_bot(settings: Settings) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, on_signal)
         try:
+            await bot.open_store()
             await bot.start(settings.discord_token)
         except discord.LoginFailure:
             log.error("Discord rejected DISCORD_TOKEN; check the bot token in the developer portal.")

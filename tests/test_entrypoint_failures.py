@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from bot.store import open_store
 from tests.e2e_helpers import unused_port
 from tests.sandbox import BotProcess, Sandbox, open_sandbox
 
@@ -53,3 +54,14 @@ async def test_discord_unreachable_at_start_up_is_one_line_and_exit_1(tmp_path: 
     # Wingbeat has no voice: discord.py's warnings about missing voice libraries would only alarm operators.
     assert "voice will NOT be supported" not in log, log
     assert sandbox.fake.token not in log
+
+
+async def test_a_store_in_use_stops_start_up_before_discord_is_asked(tmp_path: Path) -> None:
+    async with open_sandbox(start_delay=0.3) as sandbox:
+        env_file = tmp_path / "bot.env"
+        sandbox.write_env(env_file)
+        async with await open_store(f"sqlite:///{sandbox.database}"):  # another process holds it
+            status, log = await _exit_status(sandbox, env_file)
+        assert status == 1, log
+        assert "another Wingbeat process" in log and "Traceback" not in log, log
+        assert sandbox.fake.requests == []  # not even the login request
