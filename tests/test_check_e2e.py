@@ -173,6 +173,7 @@ ALL_CHECKS = [
     "Guilds in GUILD_IDS",
     "Other guilds",
     "Message content intent",
+    "Store",
     "Linked channels",
 ]
 
@@ -363,3 +364,34 @@ async def test_an_invalid_discord_token(world: World) -> None:
         "Linked channels",
     ):
         assert marks(out)[title] == "–", out
+
+
+async def test_an_unreachable_postgresql_store_fails_without_showing_its_password(world: World) -> None:
+    url = f"postgresql://wingbeat:s3cretpw@127.0.0.1:{unused_port()}/wingbeat"
+    code, out = await world.check(DATABASE_URL=url)
+    assert code == 1
+    store = lines(out)["Store"]
+    assert store.startswith("✗ Store: cannot connect to PostgreSQL at postgresql://wingbeat@127.0.0.1:"), out
+    assert "DATABASE_URL" in fix_after(out, "Store")
+    assert marks(out)["Linked channels"] == "–"
+    assert "s3cretpw" not in out
+
+
+async def test_a_postgresql_store_is_read_without_changing_it(world: World, postgres_dsn: str) -> None:
+    import asyncpg
+
+    code, out = await world.check(DATABASE_URL=postgres_dsn)
+    assert code == 0, out
+    assert "the bot creates its tables at its first start" in lines(out)["Store"]
+    conn = await asyncpg.connect(postgres_dsn)
+    try:  # read-only: not even the schema table was created
+        assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        await conn.close()
+    async with await open_store(postgres_dsn) as store:
+        await store.add_link(Link(GUILD, CONSOLE, "a1b2c3d4", "Lobby", ADMIN, datetime.now(UTC)))
+    world.fake.guilds[GUILD].set_overwrite(CONSOLE, GUILD, deny=ATTACH_FILES)
+    code, out = await world.check(DATABASE_URL=postgres_dsn)
+    assert code == 1
+    assert marks(out)["Store"] == "✓" and marks(out)["Linked channels"] == "✗", out
+    assert "the bot lacks Attach Files" in fix_after(out, "Linked channels")

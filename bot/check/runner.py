@@ -21,7 +21,7 @@ from bot.check.report import Report
 from bot.check.timing import Timing
 from bot.panel.client import PanelClient
 from bot.panel.errors import PanelError
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import DatabaseKind, Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,10 @@ async def _discord_checks(settings: Settings, report: Report, timing: Timing) ->
         report.add(v.other_guilds_line(facts, settings.guild_ids))
         report.add(v.intent_line(facts, settings.console_input))
         saved = await read_links(settings.database)
+        postgres = settings.database.kind is DatabaseKind.POSTGRESQL
+        report.add(v.store_line(postgres=postgres, error=saved.error, text=saved.store))
         if saved.links is None:
-            report.add(v.channels_unchecked(saved.note))
+            report.add(v.channels_unchecked("the store could not be read"))
         elif saved.links and not facts.ok:
             channels = len({link.channel_id for link in saved.links})
             report.add(v.channels_unchecked(f"{channels} linked channel(s), but no valid Discord token"))

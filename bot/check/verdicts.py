@@ -558,6 +558,20 @@ class ChannelFacts:
     error: str = ""
 
 
+def store_line(*, postgres: bool, error: str, text: str) -> Line:
+    """The store named by DATABASE_URL: `error` when it cannot be used (the bot would not start)."""
+    if not error:
+        return _pass("Store", text)
+    if postgres:
+        fix = (
+            "Check DATABASE_URL (host, port, user, password, database name) and that the PostgreSQL server "
+            "accepts connections from this machine; the database must exist and belong to that user."
+        )
+    else:
+        fix = "Check DATABASE_URL, and that the user running Wingbeat may read and write that file and its folder."
+    return _fail("Store", error, fix)
+
+
 def channels_unchecked(why: str) -> Line:
     return _skip("Linked channels", f"not checked: {why}")
 
