@@ -247,11 +247,21 @@ async def test_panel_down(world: World) -> None:
     url = f"http://127.0.0.1:{unused_port()}"
     code, out = await world.check(PANEL_URL=url)
     assert code == 1
-    assert marks(out)["Panel answers"] == "✗" and "could not be reached" in lines(out)["Panel answers"]
+    assert lines(out)["Panel answers"] == (
+        f"✗ Panel answers: no. Nothing accepts connections at 127.0.0.1:{url.rsplit(':', 1)[1]} (connection refused)."
+    )
     assert url in fix_after(out, "Panel answers")
     assert marks(out)["Panel key"] == "–" and marks(out)["Wings"] == "–"
     # Discord is checked all the same.
     assert marks(out)["Discord token"] == "✓"
+
+
+async def test_an_https_panel_url_on_a_plain_http_port_says_tls_failed(world: World) -> None:
+    url = world.emu.panel_url.replace("http://", "https://")
+    code, out = await world.check(PANEL_URL=url)
+    assert code == 1
+    assert lines(out)["Panel answers"].startswith("✗ Panel answers: no. The TLS handshake failed ("), out
+    assert "scheme (http/https)" in lines(out)["Panel answers"]
 
 
 async def test_a_pelican_application_key_is_refused_by_the_panel_and_named(world: World) -> None:

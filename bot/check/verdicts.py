@@ -147,7 +147,7 @@ def panel_answers(facts: PanelFacts) -> Line:
     if facts.outcome is PanelOutcome.UNREACHABLE:
         return _fail(
             title,
-            f"no: {facts.message}",
+            f"no. {facts.message}",
             f"Check PANEL_URL ({facts.url}) and that this machine can reach it: DNS, firewall, TLS certificate, "
             "and that the panel is up.",
         )
