@@ -240,6 +240,12 @@ async def test_settings_error_is_one_line_and_exit_2(world: World) -> None:
     assert ".env.example" in fix_after(out, "Settings")
 
 
+async def test_a_panel_that_is_down_is_said_once_in_the_report_not_in_warnings_too(world: World) -> None:
+    code, out, err = await world.check_process(PANEL_URL=f"http://127.0.0.1:{unused_port()}")
+    assert code == 1 and "connection refused" in lines(out)["Panel answers"]
+    assert err == ""  # the panel client's own warning would interleave with the report on a terminal
+
+
 # -- in-process ---------------------------------------------------------------------------------------------
 
 

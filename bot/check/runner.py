@@ -44,10 +44,10 @@ def main() -> int:
         return SETTINGS_ERROR
     from bot.logs import setup_logging
 
-    # Library warnings go to stderr, redacted; the report itself is stdout.
-    setup_logging(
-        max(settings.log_level_number, logging.WARNING), (settings.discord_token, settings.panel_api_key)
-    )
+    # The report says what failed; the warnings behind it (the panel client's, say) would only interleave
+    # with it on a terminal. Errors still go to stderr, redacted, and LOG_LEVEL=DEBUG shows everything.
+    level = logging.DEBUG if settings.log_level_number <= logging.DEBUG else logging.ERROR
+    setup_logging(level, (settings.discord_token, settings.panel_api_key))
     source = f"{dotenv.resolve()} and the environment" if dotenv.is_file() else "the environment"
     return asyncio.run(run_check(settings, out, source=source))
 
