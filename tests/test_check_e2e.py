@@ -246,6 +246,21 @@ async def test_a_panel_that_is_down_is_said_once_in_the_report_not_in_warnings_t
     assert err == ""  # the panel client's own warning would interleave with the report on a terminal
 
 
+async def test_piped_into_head_it_stops_without_a_traceback(world: World) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    env.update(world.env())
+    proc = await asyncio.create_subprocess_shell(
+        f"{sys.executable} -m bot check | head -n 1",
+        cwd=world.folder,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert stdout.decode().startswith("✓ Settings: complete")
+    assert "Traceback" not in stderr.decode() and "BrokenPipeError" not in stderr.decode()
+
+
 # -- in-process ---------------------------------------------------------------------------------------------
 
 

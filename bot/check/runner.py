@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -49,7 +50,13 @@ def main() -> int:
     level = logging.DEBUG if settings.log_level_number <= logging.DEBUG else logging.ERROR
     setup_logging(level, (settings.discord_token, settings.panel_api_key))
     source = f"{dotenv.resolve()} and the environment" if dotenv.is_file() else "the environment"
-    return asyncio.run(run_check(settings, out, source=source))
+    try:
+        return asyncio.run(run_check(settings, out, source=source))
+    except BrokenPipeError:
+        # The reader went away (`wingbeat check | head`): stop quietly, and keep Python's own flush at exit
+        # from failing on the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return 1
 
 
 async def run_check(
