@@ -271,17 +271,20 @@ async def read_links_read_only(dsn: str) -> list[tuple[int, int, str]] | None:
             dsn,
             timeout=CONNECT_TIMEOUT,
             command_timeout=COMMAND_TIMEOUT,
-            server_settings={"application_name": "wingbeat check", "default_transaction_read_only": "on"},
+            server_settings={"application_name": "wingbeat check"},
         )
     except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
         error = _scrubbed(f"cannot connect to PostgreSQL at {location}: {_reason(exc)}", exc, secrets)
         raise error from error.__cause__
     try:
-        if await conn.fetchval("SELECT to_regclass('links')") is None:
-            return None
-        rows = await conn.fetch(
-            "SELECT guild_id, channel_id, server_identifier FROM links ORDER BY guild_id, channel_id"
-        )
+        # A read-only transaction rather than a session setting: poolers such as PgBouncer refuse unknown
+        # start-up parameters.
+        async with conn.transaction(readonly=True):
+            if await conn.fetchval("SELECT to_regclass('links')") is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT guild_id, channel_id, server_identifier FROM links ORDER BY guild_id, channel_id"
+            )
     except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         error = _scrubbed(f"cannot read PostgreSQL at {location}: {_reason(exc)}", exc, secrets)
         raise error from error.__cause__
