@@ -185,6 +185,7 @@ class WingbeatBot(commands.Bot):
         self._closing = False
         self.command_sync = SyncResult((), (), 0)  # what the last start-up changed on Discord's side
         self.ready_logged = False
+        self._setting_up = False  # login() got as far as setup_hook
 
     # start-up
 
@@ -194,6 +195,8 @@ class WingbeatBot(commands.Bot):
         try:
             await super().login(token)
         except (OSError, aiohttp.ClientError, discord.DiscordServerError) as exc:
+            if self._setting_up:  # raised by setup_hook, which login() runs last: not about reaching Discord
+                raise
             # Only the login request: once connected, discord.py reconnects by itself.
             raise DiscordUnreachable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -205,6 +208,7 @@ class WingbeatBot(commands.Bot):
             self._closes("store", self.store.close)
 
     async def setup_hook(self) -> None:
+        self._setting_up = True
         settings = self.settings
         await self.open_store()
         # Actions still `started` in this process's guilds were cut short when it (or the process it replaces

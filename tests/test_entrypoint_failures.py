@@ -9,8 +9,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from bot.app import WingbeatBot
 from bot.store import open_store
-from tests.e2e_helpers import unused_port
+from tests.e2e_helpers import build_world, settings_for, unused_port
+from tests.fakes.emulator import Emulator
+from tests.fakes.fake_discord import FakeDiscord
 from tests.sandbox import BotProcess, Sandbox, open_sandbox
 
 
@@ -65,3 +70,19 @@ async def test_a_store_in_use_stops_start_up_before_discord_is_asked(tmp_path: P
         assert status == 1, log
         assert "another Wingbeat process" in log and "Traceback" not in log, log
         assert sandbox.fake.requests == []  # not even the login request
+
+
+class _UnreadableCogs(WingbeatBot):
+    """A bot whose cogs cannot be read: an OSError from setup_hook, after Discord has answered the login."""
+
+    async def load_extension(self, name: str, *, package: str | None = None) -> None:
+        raise PermissionError(13, "Permission denied", name)
+
+
+async def test_an_os_error_while_setting_up_is_not_taken_for_discord_unreachable(tmp_path: Path) -> None:
+    async with Emulator() as emu, FakeDiscord() as fake:
+        build_world(fake)
+        bot = _UnreadableCogs(settings_for(emu, fake, tmp_path))
+        with pytest.raises(PermissionError):
+            async with fake.run_client(bot, ready_timeout=10):
+                pass
