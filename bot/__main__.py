@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from bot.settings import Settings, SettingsError, load_settings
@@ -24,11 +25,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wingbeat",
         description="A Discord bot that drives Pterodactyl and Pelican game servers. With no command, runs the bot.",
+        epilog=(
+            "Settings come from the environment, after a .env file in the current folder (it never overrides "
+            "a variable already set); .env.example lists every one. A missing or malformed setting exits "
+            "with status 2. Start with `wingbeat check`."
+        ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", metavar="{check,healthcheck}")
     commands.add_parser(
         "check",
-        help="check settings, panel key, Wings sockets and the Discord application; exit 1 if anything fails",
+        help="check settings, panel key, Wings sockets and the Discord application; "
+        "exit 1 if anything fails, 2 for a bad setting",
         description="Checks every setting and connection Wingbeat needs and says what to fix. Changes nothing.",
     )
     health = commands.add_parser(
@@ -45,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         "--max-age", type=float, default=None, help="seconds after which the heartbeat is stale (default 60)"
     )
     return parser
+
+
+def _version() -> str:
+    try:
+        return metadata.version("wingbeat")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import discord
 import yarl
 from discord.ext import commands
@@ -139,6 +140,10 @@ class WingbeatBot(commands.Bot):
         resume_timeout: float = 30.0,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
     ) -> None:
+        # No voice here: discord.py's start-up warnings about missing voice libraries would only alarm.
+        for warning in ("warn_nacl", "warn_dave"):
+            if hasattr(discord.VoiceClient, warning):
+                setattr(discord.VoiceClient, warning, False)
         intents = discord.Intents.none()
         intents.guilds = True
         if settings.console_input:
@@ -180,18 +185,32 @@ class WingbeatBot(commands.Bot):
         self._closing = False
         self.command_sync = SyncResult((), (), 0)  # what the last start-up changed on Discord's side
         self.ready_logged = False
+        self._setting_up = False  # login() got as far as setup_hook
 
     # start-up
 
     async def login(self, token: str) -> None:
         # Before the first request: login() itself calls Discord (and then setup_hook).
         use_discord_endpoints(self.settings.discord_api_url, self.settings.discord_gateway_url)
-        await super().login(token)
+        try:
+            await super().login(token)
+        except (OSError, aiohttp.ClientError, discord.DiscordServerError) as exc:
+            if self._setting_up:  # raised by setup_hook, which login() runs last: not about reaching Discord
+                raise
+            # Only the login request: once connected, discord.py reconnects by itself.
+            raise DiscordUnreachable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def open_store(self) -> None:
+        """Open the store once. `run_bot` calls this before logging in, so a database that cannot be used
+        (locked by another process, unreachable) stops start-up before anything reaches Discord."""
+        if getattr(self, "store", None) is None:
+            self.store = await open_store(self.settings.database_url)
+            self._closes("store", self.store.close)
 
     async def setup_hook(self) -> None:
+        self._setting_up = True
         settings = self.settings
-        self.store = await open_store(settings.database_url)
-        self._closes("store", self.store.close)
+        await self.open_store()
         # Actions still `started` in this process's guilds were cut short when it (or the process it replaces
         # on these shards) died: say so in the audit log.
         await self.store.interrupt_started_audit(INTERRUPTED, shards=self.shard_plan.store_filter())
@@ -374,6 +393,10 @@ class WingbeatBot(commands.Bot):
         log.info("closed")
 
 
+class DiscordUnreachable(Exception):
+    """Discord's API did not answer the login request (network, DNS, TLS, a proxy, or Discord's own 5xx)."""
+
+
 class ShardedWingbeatBot(WingbeatBot, commands.AutoShardedBot):
     """The bot on some of the token's shards (`SHARD_COUNT`, `SHARD_IDS`), one gateway session per shard."""
 
@@ -401,10 +424,26 @@ async def run_bot(settings: Settings) -> None:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, on_signal)
         try:
+            await bot.open_store()
             await bot.start(settings.discord_token)
         except discord.LoginFailure:
             log.error("Discord rejected DISCORD_TOKEN; check the bot token in the developer portal.")
             raise SystemExit(2) from None
+        except discord.PrivilegedIntentsRequired:
+            log.error(
+                "Discord refused the gateway connection: CONSOLE_INPUT=true needs the Message Content Intent. "
+                "Turn it on in the developer portal (your application → Bot), or set CONSOLE_INPUT=false."
+            )
+            raise SystemExit(2) from None
+        except DiscordUnreachable as exc:
+            where = settings.discord_api_url or "https://discord.com/api/v10"
+            log.error(
+                "could not reach Discord at %s (%s); check this machine's network, DNS and firewall%s. Exiting.",
+                _host_only(where),
+                exc,
+                ", and DISCORD_API_URL" if settings.discord_api_url else "",
+            )
+            raise SystemExit(1) from None
         except StoreError as exc:
             log.error("cannot use the database: %s", exc)
             raise SystemExit(1) from None

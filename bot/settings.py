@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -34,6 +34,7 @@ class DatabaseKind(StrEnum):
 _SQLITE = "sqlite:///"
 _POSTGRES = ("postgresql://", "postgres://")
 SQLITE_MEMORY = ":memory:"
+MAX_AUDIT_RETENTION_DAYS = 36500
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +115,24 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _port_ok(parts: SplitResult) -> bool:
+    try:
+        return parts.port is None or parts.port > 0
+    except ValueError:  # a port that is not a number, or past 65535
+        return False
+
+
 def _http_url(name: str, raw: str) -> str:
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not _port_ok(parts)
+        or parts.query
+        or parts.fragment
+        # The panel URL is shown in logs, /health and `wingbeat check`: a password in it would go with it.
+        or "@" in parts.netloc
+    ):
         raise SettingsError(f"{name} must be an http(s) URL such as https://panel.example.com")
     return raw.rstrip("/")
 
@@ -127,11 +143,13 @@ def _endpoint(env: Mapping[str, str], name: str, schemes: tuple[str, str], kind:
     if not raw:
         return None
     parts = urlsplit(raw)
-    try:
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:  # a port that is not a number
-        port_ok = False
-    if parts.scheme not in schemes or not parts.hostname or not port_ok or parts.query or parts.fragment:
+    if (
+        parts.scheme not in schemes
+        or not parts.hostname
+        or not _port_ok(parts)
+        or parts.query
+        or parts.fragment
+    ):
         raise SettingsError(f"{name} must be {kind}")
     return raw
 
@@ -144,7 +162,20 @@ def _api_url(env: Mapping[str, str]) -> str | None:
     return None if url is None else url.rstrip("/")
 
 
+def _digits(text: str) -> bool:
+    # str.isdigit() also accepts superscripts and other scripts' digits, which int() refuses.
+    return text.isascii() and text.isdigit()
+
+
 def _id_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    """Comma-separated Discord IDs (snowflakes: positive, at most 20 digits)."""
+    ids = _number_list(env, name)
+    if any(not 0 < i < 1 << 64 for i in ids):
+        raise SettingsError(f"{name} must be a comma-separated list of Discord IDs (digits only)")
+    return ids
+
+
+def _number_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     raw = env.get(name, "").strip()
     if not raw:
         return ()
@@ -153,8 +184,9 @@ def _id_list(env: Mapping[str, str], name: str) -> tuple[int, ...]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or len(part) > 20:
-            raise SettingsError(f"{name} must be a comma-separated list of Discord IDs (digits only)")
+        if not _digits(part) or len(part) > 20:
+            what = "shard numbers" if name == "SHARD_IDS" else "Discord IDs"
+            raise SettingsError(f"{name} must be a comma-separated list of {what} (digits only)")
         ids.append(int(part))
     return tuple(dict.fromkeys(ids))
 
@@ -178,7 +210,16 @@ def _database_url(env: Mapping[str, str]) -> str:
     return raw
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float, integer: bool) -> float:
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    default: float,
+    *,
+    minimum: float,
+    integer: bool,
+    maximum: float = float("inf"),
+    hint: str = "",
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -189,17 +230,19 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
         raise SettingsError(f"{name} must be {kind} (at least {minimum:g})") from None
     if not value >= minimum or value != value or value == float("inf"):
         raise SettingsError(f"{name} must be at least {minimum:g}")
+    if value > maximum:
+        raise SettingsError(f"{name} must be at most {maximum:g}{hint}")
     return value
 
 
 def _shards(env: Mapping[str, str]) -> tuple[int | None, tuple[int, ...] | None]:
     count_raw = env.get("SHARD_COUNT", "").strip()
-    ids = _id_list(env, "SHARD_IDS")
+    ids = _number_list(env, "SHARD_IDS")
     if not count_raw:
         if ids:
             raise SettingsError("SHARD_IDS needs SHARD_COUNT (the number of shards in all processes)")
         return None, None
-    if not count_raw.isdigit() or not 1 <= int(count_raw) <= 1_000_000:
+    if not _digits(count_raw) or not 1 <= int(count_raw) <= 1_000_000:
         raise SettingsError("SHARD_COUNT must be a whole number of at least 1")
     count = int(count_raw)
     if any(i >= count for i in ids):
@@ -250,7 +293,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: Path | None =
         console_color=color,
         log_level=level,
         status_interval=_number(env, "STATUS_INTERVAL", 15.0, minimum=5.0, integer=False),
-        audit_retention_days=int(_number(env, "AUDIT_RETENTION_DAYS", 365, minimum=0, integer=True)),
+        audit_retention_days=int(
+            _number(
+                env,
+                "AUDIT_RETENTION_DAYS",
+                365,
+                minimum=0,
+                integer=True,
+                # Beyond about a century a cut-off date is meaningless (and far beyond, not a date at all).
+                maximum=MAX_AUDIT_RETENTION_DAYS,
+                hint=" (0 keeps audit rows forever)",
+            )
+        ),
         shard_count=shard_count,
         shard_ids=shard_ids,
         discord_api_url=_api_url(env),

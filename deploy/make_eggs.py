@@ -157,9 +157,9 @@ VARIABLES: list[tuple[str, str, str, str, str, bool]] = [
     (
         "AUDIT_RETENTION_DAYS",
         "Audit retention (days)",
-        "Audit rows older than this many days are pruned once a day; 0 keeps them forever.",
+        "Audit rows older than this many days are pruned once a day (at most 36500); 0 keeps them forever.",
         "365",
-        "required|integer|min:0",
+        "required|integer|min:0|max:36500",
         False,
     ),
     (
@@ -271,7 +271,7 @@ def pelican() -> dict[str, Any]:
         "author": AUTHOR,
         "uuid": PELICAN_UUID,
         "description": DESCRIPTION,
-        "icon": None,
+        "image": None,  # an icon as a data: URL; none
         "tags": ["discord", "bot", "python"],
         "features": [],
         "docker_images": IMAGES,

@@ -173,6 +173,7 @@ ALL_CHECKS = [
     "Guilds in GUILD_IDS",
     "Other guilds",
     "Message content intent",
+    "Store",
     "Linked channels",
 ]
 
@@ -231,12 +232,33 @@ async def test_clock_skew_is_named_with_the_measured_offset(tmp_path: Path) -> N
     assert_no_secrets(world, out, err)
 
 
-async def test_settings_error_is_one_line_and_exit_1(world: World) -> None:
+async def test_settings_error_is_one_line_and_exit_2(world: World) -> None:
     code, out, _ = await world.check_process(DISCORD_TOKEN="", PANEL_API_KEY="")
-    assert code == 1
+    assert code == 2  # as the bot itself exits on a bad setting
     assert out.splitlines()[0] == "✗ Settings: DISCORD_TOKEN is required but not set"
     assert list(lines(out)) == ["Settings"]
     assert ".env.example" in fix_after(out, "Settings")
+
+
+async def test_a_panel_that_is_down_is_said_once_in_the_report_not_in_warnings_too(world: World) -> None:
+    code, out, err = await world.check_process(PANEL_URL=f"http://127.0.0.1:{unused_port()}")
+    assert code == 1 and "connection refused" in lines(out)["Panel answers"]
+    assert err == ""  # the panel client's own warning would interleave with the report on a terminal
+
+
+async def test_piped_into_head_it_stops_without_a_traceback(world: World) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    env.update(world.env())
+    proc = await asyncio.create_subprocess_shell(
+        f"{sys.executable} -m bot check | head -n 1",
+        cwd=world.folder,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert stdout.decode().startswith("✓ Settings: complete")
+    assert "Traceback" not in stderr.decode() and "BrokenPipeError" not in stderr.decode()
 
 
 # -- in-process ---------------------------------------------------------------------------------------------
@@ -246,11 +268,21 @@ async def test_panel_down(world: World) -> None:
     url = f"http://127.0.0.1:{unused_port()}"
     code, out = await world.check(PANEL_URL=url)
     assert code == 1
-    assert marks(out)["Panel answers"] == "✗" and "could not be reached" in lines(out)["Panel answers"]
+    assert lines(out)["Panel answers"] == (
+        f"✗ Panel answers: no. Nothing accepts connections at 127.0.0.1:{url.rsplit(':', 1)[1]} (connection refused)."
+    )
     assert url in fix_after(out, "Panel answers")
     assert marks(out)["Panel key"] == "–" and marks(out)["Wings"] == "–"
     # Discord is checked all the same.
     assert marks(out)["Discord token"] == "✓"
+
+
+async def test_an_https_panel_url_on_a_plain_http_port_says_tls_failed(world: World) -> None:
+    url = world.emu.panel_url.replace("http://", "https://")
+    code, out = await world.check(PANEL_URL=url)
+    assert code == 1
+    assert lines(out)["Panel answers"].startswith("✗ Panel answers: no. The TLS handshake failed ("), out
+    assert "scheme (http/https)" in lines(out)["Panel answers"]
 
 
 async def test_a_pelican_application_key_is_refused_by_the_panel_and_named(world: World) -> None:
@@ -363,3 +395,34 @@ async def test_an_invalid_discord_token(world: World) -> None:
         "Linked channels",
     ):
         assert marks(out)[title] == "–", out
+
+
+async def test_an_unreachable_postgresql_store_fails_without_showing_its_password(world: World) -> None:
+    url = f"postgresql://wingbeat:s3cretpw@127.0.0.1:{unused_port()}/wingbeat"
+    code, out = await world.check(DATABASE_URL=url)
+    assert code == 1
+    store = lines(out)["Store"]
+    assert store.startswith("✗ Store: cannot connect to PostgreSQL at postgresql://wingbeat@127.0.0.1:"), out
+    assert "DATABASE_URL" in fix_after(out, "Store")
+    assert marks(out)["Linked channels"] == "–"
+    assert "s3cretpw" not in out
+
+
+async def test_a_postgresql_store_is_read_without_changing_it(world: World, postgres_dsn: str) -> None:
+    import asyncpg
+
+    code, out = await world.check(DATABASE_URL=postgres_dsn)
+    assert code == 0, out
+    assert "the bot creates its tables at its first start" in lines(out)["Store"]
+    conn = await asyncpg.connect(postgres_dsn)
+    try:  # read-only: not even the schema table was created
+        assert await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        await conn.close()
+    async with await open_store(postgres_dsn) as store:
+        await store.add_link(Link(GUILD, CONSOLE, "a1b2c3d4", "Lobby", ADMIN, datetime.now(UTC)))
+    world.fake.guilds[GUILD].set_overwrite(CONSOLE, GUILD, deny=ATTACH_FILES)
+    code, out = await world.check(DATABASE_URL=postgres_dsn)
+    assert code == 1
+    assert marks(out)["Store"] == "✓" and marks(out)["Linked channels"] == "✗", out
+    assert "the bot lacks Attach Files" in fix_after(out, "Linked channels")

@@ -280,4 +280,17 @@ async def test_links_are_read_without_creating_or_changing_the_store(tmp_path: P
     assert saved.links == () and "no store yet" in saved.note
     assert not missing.parent.exists()
     postgres = await read_links(Database.parse("postgresql://u:secret@db/w"))
-    assert postgres.links is None and "secret" not in postgres.note
+    assert postgres.links is None and "secret" not in postgres.note + postgres.error
+    assert postgres.error.startswith("cannot connect to PostgreSQL at postgresql://u@db/w")
+
+
+def test_store_line() -> None:
+    ok = v.store_line(postgres=False, error="", text="SQLite at data/w.sqlite3, readable")
+    assert ok == v.Line(v.Mark.PASS, "Store", "SQLite at data/w.sqlite3, readable")
+    down = v.store_line(
+        postgres=True, error="cannot connect to PostgreSQL at postgresql://u@db/w: refused", text=""
+    )
+    assert down.failed and "DATABASE_URL" in down.fix and "belong to that user" in down.fix
+    assert "permissions" not in down.fix
+    broken = v.store_line(postgres=False, error="the store at x could not be read: disk I/O error", text="")
+    assert broken.failed and "read and write that file" in broken.fix

@@ -114,6 +114,42 @@ def test_pterodactyl_egg_structure() -> None:
         assert isinstance(variable["rules"], str) and variable["field_type"] == "text"
 
 
+def test_pterodactyl_egg_has_the_types_its_importer_demands() -> None:
+    # Newer Pterodactyl panels type-check an imported egg field by field and refuse the whole file on the
+    # first mismatch ("The egg field ... is missing or invalid"): strings, nullable strings and booleans.
+    egg = load(PTERODACTYL)
+
+    def nullable_string(value: object) -> bool:
+        return value is None or isinstance(value, str)
+
+    assert isinstance(egg["name"], str) and isinstance(egg["author"], str)
+    assert nullable_string(egg["description"]) and nullable_string(egg["meta"]["update_url"])
+    assert egg["features"] is None or all(isinstance(f, str) for f in egg["features"])
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in egg["docker_images"].items())
+    assert isinstance(egg["file_denylist"], list) and all(isinstance(f, str) for f in egg["file_denylist"])
+    assert all(nullable_string(egg["config"][key]) for key in ("files", "startup", "logs", "stop"))
+    assert nullable_string(egg["startup"])
+    install = egg["scripts"]["installation"]
+    assert nullable_string(install["script"])
+    assert isinstance(install["entrypoint"], str) and isinstance(install["container"], str)
+    for variable in egg["variables"]:
+        for key in ("name", "description", "env_variable", "default_value", "rules"):
+            assert isinstance(variable[key], str), (variable["env_variable"], key)
+        for key in ("user_viewable", "user_editable"):
+            assert isinstance(variable[key], bool), (variable["env_variable"], key)
+
+
+def test_pelican_egg_uses_only_what_its_importer_stores() -> None:
+    # Pelican writes each variable's keys straight into its egg_variables table (field_type aside): any
+    # other key would fail the import. Its export names the icon `image` (a data: URL or null).
+    egg = load(PELICAN)
+    columns = {"name", "description", "env_variable", "default_value", "user_viewable", "user_editable"}
+    for variable in egg["variables"]:
+        assert set(variable) <= columns | {"rules", "sort"}, variable["env_variable"]
+        assert all(isinstance(rule, str) and "|" not in rule for rule in variable["rules"])
+    assert egg["image"] is None and "icon" not in egg
+
+
 def test_pelican_egg_structure() -> None:
     egg = load(PELICAN)
     ptero = load(PTERODACTYL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,17 @@ def test_secrets_are_not_in_repr() -> None:
         ("DISCORD_GATEWAY_URL", "ws://gw/?v=10", r"DISCORD_GATEWAY_URL must be a ws\(s\) URL"),
         ("DISCORD_TOKEN", "", "DISCORD_TOKEN is required"),
         ("PANEL_API_KEY", "  ", "PANEL_API_KEY is required"),
+        # Characters str.isdigit() accepts but int() does not (superscripts) must not become a traceback.
+        ("GUILD_IDS", "\u00b2", "GUILD_IDS must be"),
+        ("ADMIN_ROLE_IDS", "1,\u00b3", "ADMIN_ROLE_IDS must be"),
+        ("SHARD_COUNT", "\u00b2", "SHARD_COUNT must be a whole number"),
+        ("SHARD_IDS", "\u00b9", "SHARD_IDS must be a comma-separated list of shard numbers"),
+        ("GUILD_IDS", "0", "GUILD_IDS must be"),
+        ("PANEL_URL", "https://panel.example.com:port", r"PANEL_URL must be an http\(s\) URL"),
+        ("WINGS_ORIGIN", "https://panel.example.com:99999", r"WINGS_ORIGIN must be an http\(s\) URL"),
+        ("PANEL_URL", "https://user:pass@panel.example.com", r"PANEL_URL must be an http\(s\) URL"),
+        # A day count past what a date can go back to would crash the daily prune (or start-up).
+        ("AUDIT_RETENTION_DAYS", "1000000", "AUDIT_RETENTION_DAYS must be at most 36500"),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str, expected: str) -> None:
@@ -187,3 +199,35 @@ def test_dotenv_file_is_loaded_without_overriding_the_environment(tmp_path: Path
     proc = _run_entrypoint({"PANEL_API_KEY": ""}, tmp_path)
     # an empty variable in the environment still counts as set (python-dotenv does not override it)
     assert proc.returncode == 2 and "PANEL_API_KEY" in proc.stderr
+
+
+def test_help_says_where_settings_come_from_and_version_is_printed(tmp_path: Path) -> None:
+    clean = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = [sys.executable, "-m", "bot"]
+    helped = subprocess.run(
+        [*run, "--help"], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0
+    text = " ".join(helped.stdout.split())
+    assert ".env" in text and "status 2" in text and "wingbeat check" in text
+    version = subprocess.run(
+        [*run, "--version"], env=clean, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.startswith("wingbeat ")
+
+
+def test_env_example_and_readme_list_every_setting_the_bot_reads() -> None:
+    source = (ROOT / "bot" / "settings.py").read_text()
+    read = set(re.findall(r'\(\s*env,\s*"([A-Z][A-Z0-9_]+)"', source))
+    read |= set(re.findall(r'env\.get\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    assert len(read) >= 16, read
+    example = (ROOT / ".env.example").read_text().splitlines()
+    listed = [line.split("=", 1)[0] for line in example if re.match(r"^[A-Z][A-Z0-9_]*=", line)]
+    assert sorted(listed) == sorted(read)
+    for index, line in enumerate(example):
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line):  # each setting comes after a comment saying what it is
+            assert example[index - 1].startswith("#") or re.match(r"^[A-Z]", example[index - 1]), line
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    for name in read:
+        assert f"`{name}`" in table, name

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import logging
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -60,7 +61,7 @@ async def _ask_account(client: PanelClient) -> PanelFacts:
     try:
         account = await client.account()
     except PanelUnavailable as exc:
-        return PanelFacts(url, PanelOutcome.UNREACHABLE, str(exc))
+        return PanelFacts(url, PanelOutcome.UNREACHABLE, network_reason(exc.__context__) or str(exc))
     except PanelAuthError as exc:
         return PanelFacts(url, PanelOutcome.KEY_REJECTED, str(exc))
     except PanelForbidden as exc:
@@ -81,6 +82,26 @@ async def _ask_account(client: PanelClient) -> PanelFacts:
     except (KeyError, TypeError, ValueError):
         return PanelFacts(url, PanelOutcome.NOT_A_PANEL, "its answer does not have the panel's shape")
     return PanelFacts(url, PanelOutcome.OK, username=account.username)
+
+
+def network_reason(error: BaseException | None) -> str | None:
+    """What went wrong reaching a URL, in an operator's words (None: nothing more precise than the client said).
+
+    The panel client keeps the library's exception as the context of its own one-sentence error.
+    """
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"Its TLS certificate was refused: {error.certificate_error}."
+    if isinstance(error, aiohttp.ClientConnectorSSLError | aiohttp.ClientSSLError):
+        reason = getattr(error.os_error, "reason", None) or error.os_error
+        return f"The TLS handshake failed ({reason}): is the URL's scheme (http/https) and port right?"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        host = f"{error.host}:{error.port}"
+        if isinstance(error.os_error, socket.gaierror):
+            return f"The name {error.host} could not be resolved (DNS)."
+        if isinstance(error.os_error, ConnectionRefusedError):
+            return f"Nothing accepts connections at {host} (connection refused)."
+        return f"{host} could not be reached ({error.os_error.strerror or error.os_error})."
+    return None
 
 
 async def probe_servers(

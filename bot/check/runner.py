@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -21,13 +22,16 @@ from bot.check.report import Report
 from bot.check.timing import Timing
 from bot.panel.client import PanelClient
 from bot.panel.errors import PanelError
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import DatabaseKind, Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
+SETTINGS_ERROR = 2  # the exit status of a missing or malformed setting, the same as the bot's own
+
 
 def main() -> int:
-    """The `check` subcommand: load settings (a failure is one ✗ line and exit 1), then run every check."""
+    """The `check` subcommand: load settings (a failure is one ✗ line and exit 2, as for the bot), then run
+    every check."""
     out = sys.stdout
     if isinstance(out, io.TextIOWrapper):
         out.reconfigure(errors="replace")  # a terminal that cannot show ✓ gets "?" rather than a crash
@@ -37,15 +41,22 @@ def main() -> int:
     except SettingsError as exc:
         report = Report(out)
         report.add(v.settings_failed(str(exc)))
-        return report.finish()
+        report.finish()
+        return SETTINGS_ERROR
     from bot.logs import setup_logging
 
-    # Library warnings go to stderr, redacted; the report itself is stdout.
-    setup_logging(
-        max(settings.log_level_number, logging.WARNING), (settings.discord_token, settings.panel_api_key)
-    )
+    # The report says what failed; the warnings behind it (the panel client's, say) would only interleave
+    # with it on a terminal. Errors still go to stderr, redacted, and LOG_LEVEL=DEBUG shows everything.
+    level = logging.DEBUG if settings.log_level_number <= logging.DEBUG else logging.ERROR
+    setup_logging(level, (settings.discord_token, settings.panel_api_key))
     source = f"{dotenv.resolve()} and the environment" if dotenv.is_file() else "the environment"
-    return asyncio.run(run_check(settings, out, source=source))
+    try:
+        return asyncio.run(run_check(settings, out, source=source))
+    except BrokenPipeError:
+        # The reader went away (`wingbeat check | head`): stop quietly, and keep Python's own flush at exit
+        # from failing on the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        return 1
 
 
 async def run_check(
@@ -115,8 +126,10 @@ async def _discord_checks(settings: Settings, report: Report, timing: Timing) ->
         report.add(v.other_guilds_line(facts, settings.guild_ids))
         report.add(v.intent_line(facts, settings.console_input))
         saved = await read_links(settings.database)
+        postgres = settings.database.kind is DatabaseKind.POSTGRESQL
+        report.add(v.store_line(postgres=postgres, error=saved.error, text=saved.store))
         if saved.links is None:
-            report.add(v.channels_unchecked(saved.note))
+            report.add(v.channels_unchecked("the store could not be read"))
         elif saved.links and not facts.ok:
             channels = len({link.channel_id for link in saved.links})
             report.add(v.channels_unchecked(f"{channels} linked channel(s), but no valid Discord token"))

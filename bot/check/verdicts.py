@@ -147,7 +147,7 @@ def panel_answers(facts: PanelFacts) -> Line:
     if facts.outcome is PanelOutcome.UNREACHABLE:
         return _fail(
             title,
-            f"no: {facts.message}",
+            f"no. {facts.message}",
             f"Check PANEL_URL ({facts.url}) and that this machine can reach it: DNS, firewall, TLS certificate, "
             "and that the panel is up.",
         )
@@ -556,6 +556,20 @@ class ChannelFacts:
     name: str = ""
     missing: tuple[str, ...] | None = None
     error: str = ""
+
+
+def store_line(*, postgres: bool, error: str, text: str) -> Line:
+    """The store named by DATABASE_URL: `error` when it cannot be used (the bot would not start)."""
+    if not error:
+        return _pass("Store", text)
+    if postgres:
+        fix = (
+            "Check DATABASE_URL (host, port, user, password, database name) and that the PostgreSQL server "
+            "accepts connections from this machine; the database must exist and belong to that user."
+        )
+    else:
+        fix = "Check DATABASE_URL, and that the user running Wingbeat may read and write that file and its folder."
+    return _fail("Store", error, fix)
 
 
 def channels_unchecked(why: str) -> Line:

@@ -260,3 +260,34 @@ def _scrubbed(message: str, cause: BaseException, secrets: Sequence[str]) -> Sto
     leaks = any(secret in f"{cause!s} {cause!r}" for secret in secrets)
     error.__cause__ = None if leaks else cause  # the caller raises it `from error.__cause__`
     return error
+
+
+async def read_links_read_only(dsn: str) -> list[tuple[int, int, str]] | None:
+    """(guild, channel, server) of every saved link, in a read-only session that creates and upgrades nothing
+    (for `wingbeat check`); None when the tables do not exist yet. StoreError, scrubbed, when it cannot."""
+    location, secrets = describe(dsn), _secrets(dsn)
+    try:
+        conn = await asyncpg.connect(
+            dsn,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=COMMAND_TIMEOUT,
+            server_settings={"application_name": "wingbeat check"},
+        )
+    except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
+        error = _scrubbed(f"cannot connect to PostgreSQL at {location}: {_reason(exc)}", exc, secrets)
+        raise error from error.__cause__
+    try:
+        # A read-only transaction rather than a session setting: poolers such as PgBouncer refuse unknown
+        # start-up parameters.
+        async with conn.transaction(readonly=True):
+            if await conn.fetchval("SELECT to_regclass('links')") is None:
+                return None
+            rows = await conn.fetch(
+                "SELECT guild_id, channel_id, server_identifier FROM links ORDER BY guild_id, channel_id"
+            )
+    except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        error = _scrubbed(f"cannot read PostgreSQL at {location}: {_reason(exc)}", exc, secrets)
+        raise error from error.__cause__
+    finally:
+        await conn.close(timeout=CLOSE_TIMEOUT)
+    return [(int(r["guild_id"]), int(r["channel_id"]), str(r["server_identifier"])) for r in rows]

@@ -73,6 +73,8 @@ ROUTE_WINDOW = 1.0
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
 INTENT_MESSAGE_CONTENT = 1 << 15
+APP_FLAG_MESSAGE_CONTENT = 1 << 19  # GATEWAY_MESSAGE_CONTENT: the portal's switch is on
+APP_FLAG_MESSAGE_CONTENT_LIMITED = 1 << 18  # the same for a bot in under 100 servers
 
 _ERRORS: dict[int, tuple[int, str]] = {
     400: (50035, "Invalid Form Body"),
@@ -908,6 +910,10 @@ class FakeDiscord:
         if shard is None:
             await conn.ws.close(code=4010, message=b"Invalid shard.")
             return
+        allowed = APP_FLAG_MESSAGE_CONTENT | APP_FLAG_MESSAGE_CONTENT_LIMITED
+        if int(d.get("intents") or 0) & INTENT_MESSAGE_CONTENT and not self.application_flags & allowed:
+            await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
+            return
         self.identify_count += 1
         conn.intents = int(d.get("intents") or 0)
         conn.session_id = secrets.token_hex(16)
@@ -1647,7 +1653,9 @@ class FakeDiscord:
     # Application settings from the developer portal (GET /oauth2/applications/@me): the "Public Bot" switch,
     # and flags such as GATEWAY_MESSAGE_CONTENT (1 << 19) or its _LIMITED variant (1 << 18).
     bot_public: bool = False
-    application_flags: int = 0
+    # The intent enabled, as an operator who followed the README has it; 0 makes the gateway refuse a bot that
+    # asks for message content (close code 4014), as Discord does.
+    application_flags: int = APP_FLAG_MESSAGE_CONTENT
     # True: the gateway URL answers 503 (an outage), so discord.py keeps retrying without a session.
     refuse_gateway: bool = False
 
