@@ -56,8 +56,8 @@ mkdir -p data
 echo "Wingbeat installed. Fill in the variables on the Startup page, then start the server."
 """
 
-_IDS = r"regex:/^\s*\d{1,20}(\s*,\s*\d{1,20})*\s*$/"
-_IDS_OR_EMPTY = r"regex:/^(\s*\d{1,20}(\s*,\s*\d{1,20})*\s*)?$/"
+_IDS = r"regex:/^\s*[1-9]\d{0,19}(\s*,\s*[1-9]\d{0,19})*\s*$/"
+_IDS_OR_EMPTY = r"regex:/^(\s*[1-9]\d{0,19}(\s*,\s*[1-9]\d{0,19})*\s*)?$/"
 
 # (env_variable, name, description, default, rules, secret)
 VARIABLES: list[tuple[str, str, str, str, str, bool]] = [
