@@ -48,6 +48,7 @@ class ServerCatalog:
         self._inflight: dict[Priority, asyncio.Task[tuple[Server, ...]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self._logged_error: str | None = None
 
     @property
     def servers(self) -> tuple[Server, ...]:
@@ -69,7 +70,11 @@ class ServerCatalog:
         return await asyncio.shield(task)
 
     async def _fetch(self, priority: Priority) -> tuple[Server, ...]:
-        servers = tuple(await self._panel.list_servers(priority=priority))
+        try:
+            servers = tuple(await self._panel.list_servers(priority=priority))
+        except PanelError as exc:
+            self.last_error = str(exc)  # whoever asked: /health tells the panel is in trouble at once
+            raise
         self._servers = servers
         self._fetched_at = self._clock()
         self.last_error = None
@@ -104,8 +109,9 @@ class ServerCatalog:
         try:
             await self.refresh()
         except PanelError as exc:
-            if self.last_error != str(exc):  # say it once, not at every retry
+            if self._logged_error != str(exc):  # say it once, not at every retry
                 log.warning("cannot list the panel's servers: %s", exc)
+                self._logged_error = str(exc)
             self.last_error = str(exc)
             wait = self._backoff.next()
             if isinstance(exc, PanelRateLimited | PanelBusy):
@@ -118,6 +124,7 @@ class ServerCatalog:
             )
             return self._backoff.next()
         self._backoff.reset()
+        self._logged_error = None
         return self._refresh_every
 
     async def close(self) -> None:

@@ -33,6 +33,9 @@ def server_line(report: ServerReport) -> str:
         parts.append(f"{plural(len(report.links), 'link')} here, backlog {pending} lines")
         if dropped:
             parts.append(f"{dropped} lines dropped")
+        relay_errors = sorted({h.last_error for h in report.links if h.last_error})
+        if relay_errors:
+            parts.append(f"relay: {'; '.join(relay_errors)}")
     if health.skipped_frames:
         parts.append(f"{plural(health.skipped_frames, 'malformed frame')} skipped")
     if health.stopped_reason:
