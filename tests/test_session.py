@@ -547,8 +547,10 @@ def test_status_and_stats_track_power_and_status_makes_stats_stale() -> None:
     s.receive(frame("stats", stats("running")), 4.0)
     s.receive(frame("status", "stopping"), 4.1)
     assert s.power is PowerState.STOPPING and s.fresh_stats(4.2, 2.0) is None
-    s.receive(frame("status", "weird"), 4.3)  # unknown value: keeps the last known
-    assert s.power is PowerState.STOPPING
+    s.receive(frame("stats", stats("stopping")), 4.2)
+    # An unknown value keeps the last known, and is skipped like any malformed frame: nobody is told of it.
+    assert s.receive(frame("status", "weird"), 4.3) == [] and s.receive(frame("status"), 4.3) == []
+    assert s.power is PowerState.STOPPING and s.skipped_frames == 2 and s.fresh_stats(4.4, 2.0) is not None
 
 
 @pytest.mark.parametrize("uptime", ["1e400", "-1e400", str(10**30)])

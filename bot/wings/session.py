@@ -553,9 +553,13 @@ class Session:
     def _on_status(self, frame: Frame, now: float) -> list[Action]:
         state = PowerState.parse(frame.arg)
         if state is None:
-            log.debug("unknown power state %r from %s", frame.arg, self.server)
-        else:
-            self.power = state
+            # Not a state Wings has: malformed, so nobody is told of it (nor shown its text).
+            self.skipped_frames += 1
+            log.warning(
+                "skipping a status frame with an unknown state %r from %s", frame.arg[:40], self.server
+            )
+            return []
+        self.power = state
         self._stats_fresh_since = -math.inf  # stats from before a state change are stale
         return [self._deliver(frame, now)]
 
