@@ -453,6 +453,24 @@ async def test_manager_shares_one_connection_and_closes_when_idle(panel_emu) -> 
         await manager.close()
 
 
+async def test_a_subscriber_joining_an_outage_already_reported_is_told_of_it() -> None:
+    # Wings accepts the socket and never answers `auth`: the connection retries, and says so after the grace.
+    async with Emulator(auth_latency=1000.0) as emu, PanelClient(emu.panel_url, emu.api_key) as panel:
+        srv = emu.add_server("Survival", state="running")
+        manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST, idle_close=30.0)
+        try:
+            first = Sink()
+            manager.subscribe(srv.identifier, first)
+            await wait_until(lambda: NoticeKind.CONNECTION_LOST in first.kinds(), 8)
+            late = Sink()  # e.g. a second channel linked a minute later: it hears at once why it stays quiet
+            manager.subscribe(srv.identifier, late)
+            assert late.kinds() == [NoticeKind.CONNECTION_LOST]
+            assert "no auth success within 2 s" in late.notices[0].text
+            assert first.kinds() == [NoticeKind.CONNECTION_LOST]  # told once, not again
+        finally:
+            await manager.close()
+
+
 async def test_manager_dedupes_notices() -> None:
     from bot.wings.manager import NoticeFilter
 

@@ -372,12 +372,20 @@ class Session:
             and now - self._down_since >= self.timing.lost_grace
         ):
             self._lost_reported = True
-            reason = self.last_error or "unknown reason"
-            out.append(
-                self._notice(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying.")
-            )
+            out.append(self._lost_notice())
         out += self._maybe_refresh(now)
         return out
+
+    def outage(self) -> Notice | None:
+        """The lost-connection notice while an outage that was already reported goes on (else None): for a
+        subscriber that joins meanwhile and would otherwise hear nothing until the connection is back."""
+        if self._lost_reported and self._down_since is not None and self.state is not SessionState.STOPPED:
+            return self._lost_notice().notice
+        return None
+
+    def _lost_notice(self) -> Notify:
+        reason = self.last_error or "unknown reason"
+        return self._notice(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying.")
 
     # -- socket events -----------------------------------------------------------------------------------------
 
