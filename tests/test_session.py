@@ -19,6 +19,7 @@ from bot.wings.error_texts import JwtErrorCause
 from bot.wings.events import NoticeKind
 from bot.wings.frames import Event, Frame, PowerState
 from bot.wings.session import (
+    CAPTURE_LIMIT,
     Action,
     CaptureDone,
     CapturePurpose,
@@ -507,6 +508,21 @@ def test_a_socket_closing_mid_capture_ends_it() -> None:
     s.receive(frame("console output", "new"), 1.1)
     actions = s.socket_closed(1006, 1.2)
     assert lines(actions) == ["new"] and of(actions, CaptureDone)
+
+
+def test_a_capture_flooded_past_its_bound_ends_at_once_and_later_lines_go_live() -> None:
+    s = connected()
+    s.receive(frame("console output", "a"), 0.5)
+    s.capture_logs(1.0, CapturePurpose.LOGS)
+    big = "x" * 65536
+    done: list[CaptureDone] = []
+    count = 0
+    while not done:  # a console printing at full speed while Wings replays
+        count += 1
+        assert count < 1000, "the capture kept growing"
+        done = of(s.receive(frame("console output", f"{count} {big}"), 1.1), CaptureDone)
+    assert sum(len(line) for line in done[0].lines) <= CAPTURE_LIMIT + 70000 and s.capture is None
+    assert lines(s.receive(frame("console output", "after"), 1.2)) == ["after"]
 
 
 def test_daemon_lines_pass_a_capture_and_never_break_the_alignment() -> None:

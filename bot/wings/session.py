@@ -269,6 +269,12 @@ def is_daemon_line(line: str) -> bool:
     return line.startswith("\x1b[33m\x1b[1m[") and _DAEMON_LINE_MARK in line[:64]
 
 
+# A replay is Wings' last ~150 lines (at most 64 KiB each); live lines printed meanwhile join it. Past this many
+# bytes (text plus LINE_COST a line: a str's header and its list slot) it is a flood, and the capture ends.
+CAPTURE_LIMIT = 16 * 1024 * 1024
+LINE_COST = 64
+
+
 @dataclass(slots=True)
 class Capture:
     """A `send logs` replay being gathered until it goes quiet."""
@@ -280,6 +286,7 @@ class Capture:
     purposes: set[CapturePurpose] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
     last_line_at: float = 0.0
+    held: int = 0  # what `lines` hold, counted as the CAPTURE_LIMIT counts it
 
     def ends_at(self) -> float:
         """When the capture is over: quiet after its last line, or no first line in time, or too long."""
@@ -552,8 +559,15 @@ class Session:
         if is_daemon_line(line):
             return [self._deliver(frame, now)]  # never replayed, never part of the alignment
         if self.capture is not None:
-            self.capture.lines.append(line)
-            self.capture.last_line_at = now
+            cap = self.capture
+            cap.lines.append(line)
+            cap.last_line_at = now
+            cap.held += len(line) + LINE_COST
+            if cap.held > CAPTURE_LIMIT:  # far more than a replay: a flood; what follows goes out live
+                log.warning(
+                    "console of %s flooded a log replay past %d bytes; ending it", self.server, cap.held
+                )
+                return self._end_capture(now)
             return []
         self._recent.add(line)
         return [self._deliver(frame, now)]
