@@ -52,7 +52,7 @@ async def resolve(catalog: ServerCatalog, text: str, *, priority: Priority = Pri
     of date list is refreshed first, but a panel that fails or takes more than a few seconds does not hold the
     command up: the list at hand is used (the server's open socket may well answer without the panel).
     """
-    servers = await _current(catalog, priority)
+    servers = await current_servers(catalog, priority)
     try:
         return resolve_server(text, servers)
     except ServerLookupError:
@@ -62,7 +62,7 @@ async def resolve(catalog: ServerCatalog, text: str, *, priority: Priority = Pri
     return resolve_server(text, await _refreshed(catalog, priority))
 
 
-async def _current(catalog: ServerCatalog, priority: Priority) -> Sequence[Server]:
+async def current_servers(catalog: ServerCatalog, priority: Priority) -> Sequence[Server]:
     """The list, refreshed when older than `CATALOG_MAX_AGE`; the older one when the refresh fails or is slow."""
     age = catalog.age()
     if age is not None and age <= CATALOG_MAX_AGE:
