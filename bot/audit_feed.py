@@ -20,6 +20,7 @@ import discord
 
 from bot.audit import AuditAction
 from bot.audit_text import audit_line, audit_plain
+from bot.redact import hide_addresses
 from bot.relay.budget import RequestBudget
 from bot.relay.discord_poster import retry_after
 from bot.store import AuditEntry, Store
@@ -178,6 +179,9 @@ class AuditFeed:
 
     async def _send(self, guild_id: int, channel_id: int, text: str, file_text: str | None = None) -> bool:
         channel = self._client.get_partial_messageable(channel_id)
+        # Members who are not admins may read the channel: an outcome naming a node's address must not show it.
+        text = hide_addresses(text)
+        file_text = None if file_text is None else hide_addresses(file_text)
         for _ in range(THROTTLED_TRIES):
             await self._budget.acquire()
             files = [] if file_text is None else [discord.File(io.BytesIO(file_text.encode()), "audit.txt")]

@@ -48,6 +48,7 @@ async def test_no_internal_address_reaches_discord_when_things_fail(tmp_path: Pa
         emu.socket_url = node_down  # type: ignore[method-assign]
         settings = settings_for(emu, fake, tmp_path)
         async with running_bot(emu, fake, settings) as rig:
+            await rig.run("audit", {"channel": OTHER}, subcommand="channel")  # members may read it
             await rig.run("console", {"server": "Creative"}, subcommand="link")
             await rig.wait_for_text(CONSOLE, "Lost the console connection")
             for command, options in (
@@ -59,6 +60,7 @@ async def test_no_internal_address_reaches_discord_when_things_fail(tmp_path: Pa
                 failed = await rig.run(command, options)
                 assert failed.ephemeral == (command != "status") and failed.text, command
             await rig.run("console", None, subcommand="list")
+            await rig.wait_for_text(OTHER, "command `list` · by command · ⚠️ failed")
             health = await rig.run("health")  # admins' /health may show where things failed
             assert str(dead_node) in health.text
         down = settings_for(emu, fake, tmp_path, panel_url=f"http://127.0.0.1:{unused_port()}")
