@@ -15,7 +15,7 @@ from bot.panel.client import PanelClient
 from bot.panel.models import WebsocketCredentials
 from bot.wings import actions
 from bot.wings.connection import Timing, WingsConnection
-from bot.wings.errors import ActionRefused
+from bot.wings.errors import ActionRefused, WingsUnavailable
 from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
 from bot.wings.frames import PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, QueueSubscriber
@@ -469,6 +469,18 @@ async def test_a_subscriber_joining_an_outage_already_reported_is_told_of_it() -
             assert first.kinds() == [NoticeKind.CONNECTION_LOST]  # told once, not again
         finally:
             await manager.close()
+
+
+async def test_an_action_waiting_for_a_connection_that_is_closed_is_told_so(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    emu.fail_next("GET", "/websocket", 0, delay=30.0)  # the panel is slow to hand out credentials
+    conn, _ = conn_factory(srv)
+    waiting = asyncio.create_task(conn.wait_ready(10.0))
+    await asyncio.sleep(0.3)
+    await conn.close()  # Wingbeat shuts down meanwhile
+    with pytest.raises(WingsUnavailable, match="Wingbeat closed the console connection"):
+        await asyncio.wait_for(waiting, 3.0)
 
 
 async def test_manager_dedupes_notices() -> None:
