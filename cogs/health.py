@@ -70,6 +70,9 @@ class HealthCog(commands.Cog):
         header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
         header += f"\n{self.bot.boards.summary(interaction.guild_id)}\n{self.bot.alerts.summary(interaction.guild_id)}"
         lines = [header, *audit_problems(self.bot, interaction.guild_id)]
+        journal = self.bot.relay.journal
+        if journal is not None and journal.last_error:
+            lines.append(f"Relay journal: ⚠️ {journal.last_error}")
         lines.extend("• " + server_line(r) for r in snapshot.servers)
         if not snapshot.servers:
             lines.append("No Wings connections are open.")

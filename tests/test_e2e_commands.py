@@ -11,6 +11,7 @@ import pytest
 
 from bot import server_option
 from bot.app import WingbeatBot
+from bot.store import StoreError
 from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
@@ -312,6 +313,19 @@ async def test_health_reports_each_connection(rig: Rig) -> None:
     assert inter.ephemeral
     assert "Creative" in inter.text and "connected" in inter.text
     assert "token expires <t:" in inter.text and "reconnects" in inter.text
+
+
+async def test_health_shows_the_relay_journal_s_trouble(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def disk_full(journals: object) -> None:
+        raise StoreError("the database failed: database or disk is full")
+
+    monkeypatch.setattr(rig.bot.store, "save_relay_journals", disk_full)
+    await rig.run("console", {"server": "Creative"}, subcommand="link")
+    await rig.connected("e5f6a7b8")
+    rig.emu.server("e5f6a7b8").emit_console("a line the journal follows")
+    await rig.wait_for_text(CONSOLE, "a line the journal follows")
+    inter = await rig.run("health")
+    assert "Relay journal: ⚠️ the database failed: database or disk is full" in inter.text
 
 
 async def test_console_link_list_unlink(rig: Rig) -> None:
