@@ -17,6 +17,8 @@ from bot.panel.pacing import Priority
 
 log = logging.getLogger(__name__)
 
+CACHED_RETRY = 5.0  # `cached` starts a fetch at most this often while there is no list at all
+
 
 class ServerCatalog:
     """The panel's server list, cached for autocomplete and name lookups and refreshed in the background.
@@ -48,6 +50,8 @@ class ServerCatalog:
         self._inflight: dict[Priority, asyncio.Task[tuple[Server, ...]]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self.last_error: str | None = None
+        self._logged_error: str | None = None
+        self._attempted_at: float | None = None  # when the last fetch started
 
     @property
     def servers(self) -> tuple[Server, ...]:
@@ -62,6 +66,7 @@ class ServerCatalog:
         """Fetch the list now; concurrent callers of one priority share one fetch. Raises PanelError."""
         task = self._inflight.get(priority)
         if task is None or task.done():
+            self._attempted_at = self._clock()
             task = asyncio.create_task(self._fetch(priority), name="catalog-refresh")
             # Retrieved here too, so a refresh whose callers all went away never warns "never retrieved".
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -69,7 +74,11 @@ class ServerCatalog:
         return await asyncio.shield(task)
 
     async def _fetch(self, priority: Priority) -> tuple[Server, ...]:
-        servers = tuple(await self._panel.list_servers(priority=priority))
+        try:
+            servers = tuple(await self._panel.list_servers(priority=priority))
+        except PanelError as exc:
+            self.last_error = str(exc)  # whoever asked: /health tells the panel is in trouble at once
+            raise
         self._servers = servers
         self._fetched_at = self._clock()
         self.last_error = None
@@ -83,8 +92,12 @@ class ServerCatalog:
         return self._servers
 
     async def cached(self, wait: float) -> tuple[Server, ...]:
-        """The cached list at once; when there is none yet, wait up to `wait` s for a refresh."""
-        if self._fetched_at is None:
+        """The cached list at once; when there is none yet, wait up to `wait` s for a refresh (one started less
+        than `CACHED_RETRY` s ago and failed is not tried again: keystrokes must not spend the panel's budget)."""
+        task = self._inflight.get(Priority.VIEW)
+        running = task is not None and not task.done()
+        tried = self._attempted_at is not None and self._clock() - self._attempted_at < CACHED_RETRY
+        if self._fetched_at is None and (running or not tried):
             with contextlib.suppress(PanelError, TimeoutError):
                 async with asyncio.timeout(wait):
                     return await self.refresh()
@@ -104,8 +117,9 @@ class ServerCatalog:
         try:
             await self.refresh()
         except PanelError as exc:
-            if self.last_error != str(exc):  # say it once, not at every retry
+            if self._logged_error != str(exc):  # say it once, not at every retry
                 log.warning("cannot list the panel's servers: %s", exc)
+                self._logged_error = str(exc)
             self.last_error = str(exc)
             wait = self._backoff.next()
             if isinstance(exc, PanelRateLimited | PanelBusy):
@@ -118,6 +132,7 @@ class ServerCatalog:
             )
             return self._backoff.next()
         self._backoff.reset()
+        self._logged_error = None
         return self._refresh_every
 
     async def close(self) -> None:

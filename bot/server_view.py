@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from bot.catalog import ServerCatalog
 from bot.errors import WingbeatError
+from bot.panel.backoff import Backoff
 from bot.panel.client import PanelClient
 from bot.panel.errors import PanelError
 from bot.panel.models import Resources, Server
@@ -122,6 +123,8 @@ class ServerViews:
         self._panel_wait = panel_wait
         self._clock = clock
         self._resources: dict[str, tuple[float, Resources]] = {}
+        # Per server, after the panel failed to give its resources: the backoff, when to ask again, and why.
+        self._failing: dict[str, tuple[Backoff, float, str]] = {}
 
     def socket_state(self, server: Server) -> str | None:
         """The power state from an authenticated Wings socket: fresher than the panel's 20 s cache."""
@@ -214,14 +217,20 @@ class ServerViews:
         found: dict[str, Resources] = {}
         problems: list[str] = []
         todo = []
+        now = self._clock()
         for server in servers:
             cached = self._cached_resources(server.identifier)
+            failing = self._failing.get(server.identifier)
             if cached is not None:
                 found[server.identifier] = cached
+            elif failing is not None and now < failing[1]:
+                problems.append(
+                    failing[2]
+                )  # it failed moments ago: not asked again before its backoff is over
             else:
                 todo.append(server)
         if not todo:
-            return found, None
+            return found, (problems[0] if problems else None)
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
         async def one(server: Server) -> None:
@@ -231,18 +240,29 @@ class ServerViews:
                 except PanelError as exc:
                     log.debug("no resources for %s: %s", server.identifier, exc)
                     problems.append(_problem(exc))
+                    self._failed(server.identifier, _problem(exc))
                     return
             found[server.identifier] = res
+            self._failing.pop(server.identifier, None)
             self._remember(server.identifier, res)
 
-        tasks = [asyncio.create_task(one(s)) for s in todo]
+        tasks = {asyncio.create_task(one(s)): s for s in todo}
         _, late = await asyncio.wait(tasks, timeout=self._panel_wait)
         for task in late:
             task.cancel()
+            self._failed(tasks[task].identifier, NO_ANSWER)
         await asyncio.gather(*late, return_exceptions=True)
         if late:
             problems.append(NO_ANSWER)
         return found, (problems[0] if problems else None)
+
+    def _failed(self, server: str, problem: str) -> None:
+        """Back off asking the panel for this server: about 1 s, doubling on each failure up to 60 s."""
+        backoff = self._failing[server][0] if server in self._failing else Backoff()
+        self._failing[server] = (backoff, self._clock() + backoff.next(), problem)
+        if len(self._failing) > 4 * MAX_RESOURCE_LOOKUPS:  # a server gone from the panel is not kept for ever
+            now = self._clock()
+            self._failing = {k: v for k, v in self._failing.items() if v[1] > now - 60.0}
 
     def _remember(self, server: str, res: Resources) -> None:
         now = self._clock()

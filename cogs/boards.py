@@ -45,7 +45,7 @@ from bot.panel.pacing import Priority
 from bot.redact import hide_addresses
 from bot.render import label
 from bot.replies import defer, reply, send_ephemeral
-from bot.server_option import CATALOG_MAX_AGE, resolve, server_autocomplete
+from bot.server_option import current_servers, resolve, server_autocomplete
 from bot.store import How
 from bot.tree import UNEXPECTED_ERROR, Refusal, user_error_text
 from bot.wings.frames import PowerAction
@@ -149,7 +149,7 @@ async def answering_errors(interaction: discord.Interaction[Any], work: Awaitabl
 
 async def server_by_id(bot: WingbeatBot, identifier: str, priority: Priority = Priority.ACTION) -> Server:
     """The panel's server with this identifier; a clear sentence when the panel no longer lists it."""
-    servers = await bot.catalog.get(CATALOG_MAX_AGE, priority=priority)
+    servers = await current_servers(bot.catalog, priority)
     found = next((s for s in servers if s.identifier == identifier), None)
     if found is None and (bot.catalog.age() or 0.0) >= 2.0:
         found = next(

@@ -12,6 +12,7 @@ from bot.app import WingbeatBot
 from bot.audit import AuditAction
 from bot.panel.models import Server
 from bot.panel.pacing import Priority
+from bot.redact import hide_addresses
 from bot.render import console_block, console_file, inline, label, plural
 from bot.replies import defer, reply
 from bot.server_option import resolve, server_autocomplete
@@ -36,7 +37,8 @@ def command_outcome(result: CommandResult) -> str:
 def power_report(server: Server, result: PowerResult) -> str:
     """What /power (and a card's power button) answers after `set state`."""
     icon = "✅" if result.outcome is PowerOutcome.DONE else "⚠️"
-    return f"{icon} {label(server)} {result.describe()}"
+    # Wings' own error text may name an address (its Docker daemon, a registry); members with a grant read this.
+    return f"{icon} {label(server)} {hide_addresses(result.describe())}"
 
 
 async def reply_command_output(

@@ -33,6 +33,9 @@ def server_line(report: ServerReport) -> str:
         parts.append(f"{plural(len(report.links), 'link')} here, backlog {pending} lines")
         if dropped:
             parts.append(f"{dropped} lines dropped")
+        relay_errors = sorted({h.last_error for h in report.links if h.last_error})
+        if relay_errors:
+            parts.append(f"relay: {'; '.join(relay_errors)}")
     if health.skipped_frames:
         parts.append(f"{plural(health.skipped_frames, 'malformed frame')} skipped")
     if health.stopped_reason:
@@ -67,6 +70,9 @@ class HealthCog(commands.Cog):
         header = f"Panel: {'⚠️ ' + snapshot.panel_error if snapshot.panel_error else 'reachable'}"
         header += f"\n{self.bot.boards.summary(interaction.guild_id)}\n{self.bot.alerts.summary(interaction.guild_id)}"
         lines = [header, *audit_problems(self.bot, interaction.guild_id)]
+        journal = self.bot.relay.journal
+        if journal is not None and journal.last_error:
+            lines.append(f"Relay journal: ⚠️ {journal.last_error}")
         lines.extend("• " + server_line(r) for r in snapshot.servers)
         if not snapshot.servers:
             lines.append("No Wings connections are open.")

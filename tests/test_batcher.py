@@ -9,7 +9,7 @@ import tracemalloc
 
 import pytest
 
-from bot.relay.batcher import LINE_OVERHEAD, Batcher, Outgoing
+from bot.relay.batcher import LINE_OVERHEAD, MAX_PENDING_NOTICES, Batcher, Outgoing
 from bot.relay.format import RESET, block_overhead, clean_line, plain_copy
 from bot.settings import ColorMode
 
@@ -150,6 +150,15 @@ def test_many_notices_spread_over_messages_in_order() -> None:
         t += 1.0
     assert [s.split()[1] for s in seen] == [str(i) for i in range(40)]
     assert t > 1.0  # it did need more than one message
+
+
+def test_notices_past_the_bound_are_dropped_counted_and_said() -> None:
+    b = Batcher()
+    for i in range(MAX_PENDING_NOTICES + 5):
+        b.push_notice(f"notice {i}", 0.0)
+    out = send(b, 0.0)
+    assert head_lines(out)[0] == "⚠ 5 lines dropped while Discord was slow or unreachable"
+    assert head_lines(out)[1] == "notice 5" and b.dropped_total == 5
 
 
 def test_blank_lines_alone_send_nothing() -> None:

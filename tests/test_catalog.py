@@ -146,3 +146,27 @@ async def test_an_admins_lookup_does_not_ride_on_a_refused_view(emu: Emulator) -
         with pytest.raises(Exception, match="request budget is spent"):
             await view
         assert len(await asyncio.wait_for(action, 5)) == 2
+
+
+async def test_a_failed_refresh_for_a_command_shows_in_health_at_once(
+    emu: Emulator, panel: PanelClient
+) -> None:
+    catalog = ServerCatalog(panel)  # no background refresh: only what commands ask
+    await catalog.refresh()
+    emu.panel_garbage["list"] = "proxy-502"
+    with pytest.raises(Exception, match="HTTP 502"):
+        await catalog.refresh()
+    assert catalog.last_error is not None and "HTTP 502" in catalog.last_error
+    del emu.panel_garbage["list"]
+    await catalog.refresh()
+    assert catalog.last_error is None
+
+
+async def test_autocomplete_with_no_list_yet_asks_the_panel_at_a_bounded_pace(
+    emu: Emulator, panel: PanelClient
+) -> None:
+    emu.panel_garbage["list"] = "html"  # a challenge page answers quickly, every time
+    catalog = ServerCatalog(panel)
+    for _ in range(20):  # a member typing in the server option, key after key
+        assert await catalog.cached(0.5) == ()
+    assert sum(r.path == "/api/client" for r in emu.requests) == 1

@@ -15,7 +15,7 @@ from bot.panel.client import PanelClient
 from bot.panel.models import WebsocketCredentials
 from bot.wings import actions
 from bot.wings.connection import Timing, WingsConnection
-from bot.wings.errors import ActionRefused
+from bot.wings.errors import ActionRefused, WingsUnavailable
 from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
 from bot.wings.frames import PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, QueueSubscriber
@@ -451,6 +451,36 @@ async def test_manager_shares_one_connection_and_closes_when_idle(panel_emu) -> 
         await wait_until(lambda: not emu.sockets(srv), 2)
     finally:
         await manager.close()
+
+
+async def test_a_subscriber_joining_an_outage_already_reported_is_told_of_it() -> None:
+    # Wings accepts the socket and never answers `auth`: the connection retries, and says so after the grace.
+    async with Emulator(auth_latency=1000.0) as emu, PanelClient(emu.panel_url, emu.api_key) as panel:
+        srv = emu.add_server("Survival", state="running")
+        manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST, idle_close=30.0)
+        try:
+            first = Sink()
+            manager.subscribe(srv.identifier, first)
+            await wait_until(lambda: NoticeKind.CONNECTION_LOST in first.kinds(), 8)
+            late = Sink()  # e.g. a second channel linked a minute later: it hears at once why it stays quiet
+            manager.subscribe(srv.identifier, late)
+            assert late.kinds() == [NoticeKind.CONNECTION_LOST]
+            assert "no auth success within 2 s" in late.notices[0].text
+            assert first.kinds() == [NoticeKind.CONNECTION_LOST]  # told once, not again
+        finally:
+            await manager.close()
+
+
+async def test_an_action_waiting_for_a_connection_that_is_closed_is_told_so(panel_emu, conn_factory) -> None:
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    emu.fail_next("GET", "/websocket", 0, delay=30.0)  # the panel is slow to hand out credentials
+    conn, _ = conn_factory(srv)
+    waiting = asyncio.create_task(conn.wait_ready(10.0))
+    await asyncio.sleep(0.3)
+    await conn.close()  # Wingbeat shuts down meanwhile
+    with pytest.raises(WingsUnavailable, match="Wingbeat closed the console connection"):
+        await asyncio.wait_for(waiting, 3.0)
 
 
 async def test_manager_dedupes_notices() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot import server_option
 from bot.app import WingbeatBot
 from bot.settings import Settings
 from bot.store import AuditEntry, BoardKind, How
@@ -383,6 +384,19 @@ async def test_logs_and_the_command_modal(rig: Rig) -> None:
     assert ("send command", ["say hi"]) in srv.received
     [entry] = [e for e in await rig.bot.store.recent_audit(guild_id=GUILD) if e.action == "command"]
     assert entry.how is How.BUTTON and entry.arguments == "say hi"
+
+
+async def test_a_button_works_over_the_open_socket_while_the_panel_hangs(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card = await post_card(rig, "Creative")
+    rig.emu.server(CREATIVE).emit_console("[Server thread/INFO]: still here")
+    monkeypatch.setattr(server_option, "CATALOG_MAX_AGE", 0.5)  # the server list is out of date at once
+    rig.emu.fail_next("GET", "", 0, times=1000, delay=60.0)  # the panel takes every request, answers none
+    await asyncio.sleep(0.6)
+    logs = await rig.fake.click(GUILD, CONSOLE, ADMIN, card.message, f"wingbeat:logs:{CREATIVE}")
+    await logs.wait_done(15.0)
+    assert "still here" in logs.text, logs.text
 
 
 async def test_a_click_from_a_guild_outside_guild_ids_gets_one_sentence(rig: Rig) -> None:

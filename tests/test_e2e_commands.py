@@ -9,12 +9,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot import server_option
+from bot.app import WingbeatBot
+from bot.store import StoreError
 from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
     GUILD,
     OTHER,
     OWNER,
+    TIMING,
     USER,
     Rig,
     build_world,
@@ -122,6 +126,41 @@ async def test_views_answer_within_seconds_when_the_panel_budget_is_spent(tmp_pa
             status = await rig.run("status", {"server": "Creative"}, user=USER)
             assert loop.time() - started < 5.0
             assert "Creative" in status.text and "request budget is spent" in status.text
+
+
+async def test_a_hanging_panel_does_not_hold_up_status_or_actions_on_an_open_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_option, "CATALOG_MAX_AGE", 0.5)  # the server list is out of date at once
+    async with Emulator(stats_interval=0.5) as emu, FakeDiscord() as fake:
+        emu.add_server("Creative", identifier="e5f6a7b8", state="running")
+        emu.add_server("Survival", identifier="a1b2c3d4", state="offline")
+        build_world(fake)
+        # The panel's own deadline, as installed: 15 s.
+        bot = WingbeatBot(settings_for(emu, fake, tmp_path), timing=TIMING, guild_ready_timeout=0.05)
+        async with fake.run_client(bot, ready_timeout=8.0):
+            rig = Rig(emu, fake, bot)
+            await rig.run("console", {"server": "Creative"}, subcommand="link")
+            await rig.connected("e5f6a7b8")
+            emu.fail_next("GET", "", 0, times=1000, delay=60.0)  # the panel takes every request, answers none
+            await asyncio.sleep(0.6)
+            loop = asyncio.get_running_loop()
+            for user, command, options, limit, expected in (
+                (USER, "status", {"server": "Creative"}, 5.0, "🟢 **Creative** (`e5f6a7b8`): running"),
+                (USER, "status", {"server": "Survival"}, 5.0, "did not answer within a few seconds"),
+                (
+                    ADMIN,
+                    "command",
+                    {"server": "Creative", "command": "say still here"},
+                    7.0,
+                    "[Server] still here",
+                ),
+            ):
+                started = loop.time()
+                inter = await rig.run(command, options, user=user, timeout=20.0)
+                assert loop.time() - started < limit, command
+                assert expected in inter.text, inter.text
+            assert ("send command", ["say still here"]) in emu.server("e5f6a7b8").received
 
 
 async def spend_the_panel_window(emu: Emulator) -> None:
@@ -274,6 +313,19 @@ async def test_health_reports_each_connection(rig: Rig) -> None:
     assert inter.ephemeral
     assert "Creative" in inter.text and "connected" in inter.text
     assert "token expires <t:" in inter.text and "reconnects" in inter.text
+
+
+async def test_health_shows_the_relay_journal_s_trouble(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def disk_full(journals: object) -> None:
+        raise StoreError("the database failed: database or disk is full")
+
+    monkeypatch.setattr(rig.bot.store, "save_relay_journals", disk_full)
+    await rig.run("console", {"server": "Creative"}, subcommand="link")
+    await rig.connected("e5f6a7b8")
+    rig.emu.server("e5f6a7b8").emit_console("a line the journal follows")
+    await rig.wait_for_text(CONSOLE, "a line the journal follows")
+    inter = await rig.run("health")
+    assert "Relay journal: ⚠️ the database failed: database or disk is full" in inter.text
 
 
 async def test_console_link_list_unlink(rig: Rig) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.names import safe_name
+from bot.panel.models import Server
 from bot.redact import hide_addresses
+from bot.wings.events import PowerOutcome, PowerResult
+from bot.wings.frames import PowerAction, PowerState
+from cogs.control import power_report
 from tests.e2e_helpers import (
     ADMIN,
     CONSOLE,
@@ -48,6 +52,7 @@ async def test_no_internal_address_reaches_discord_when_things_fail(tmp_path: Pa
         emu.socket_url = node_down  # type: ignore[method-assign]
         settings = settings_for(emu, fake, tmp_path)
         async with running_bot(emu, fake, settings) as rig:
+            await rig.run("audit", {"channel": OTHER}, subcommand="channel")  # members may read it
             await rig.run("console", {"server": "Creative"}, subcommand="link")
             await rig.wait_for_text(CONSOLE, "Lost the console connection")
             for command, options in (
@@ -59,6 +64,7 @@ async def test_no_internal_address_reaches_discord_when_things_fail(tmp_path: Pa
                 failed = await rig.run(command, options)
                 assert failed.ephemeral == (command != "status") and failed.text, command
             await rig.run("console", None, subcommand="list")
+            await rig.wait_for_text(OTHER, "command `list` · by command · ⚠️ failed")
             health = await rig.run("health")  # admins' /health may show where things failed
             assert str(dead_node) in health.text
         down = settings_for(emu, fake, tmp_path, panel_url=f"http://127.0.0.1:{unused_port()}")
@@ -105,3 +111,18 @@ def test_safe_name_and_hide_addresses() -> None:
     assert hide_addresses("Connect call failed ('10.1.2.3', 8080)") == "Connect call failed"
     assert hide_addresses("see https://panel.example.com/server/x") == "see (address hidden)"
     assert hide_addresses("uptime 12:30, version 1.20.4") == "uptime 12:30, version 1.20.4"
+
+
+def test_a_power_report_never_shows_an_address_from_wings() -> None:
+    result = PowerResult(
+        PowerAction.START,
+        PowerState.OFFLINE,
+        (),
+        PowerOutcome.DAEMON_ERROR,
+        0.2,
+        "Cannot connect to the Docker daemon at tcp://10.0.0.5:2375. Is the docker daemon running?",
+    )
+    text = power_report(Server("a1b2c3d4", "a1b2c3d4-0000-0000-0000-000000000000", "Survival"), result)
+    assert (
+        "10.0.0.5" not in text and "2375" not in text and "Docker daemon at tcp://(address hidden)." in text
+    )

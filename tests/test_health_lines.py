@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.health_report import ServerReport
+from bot.relay.service import LinkHealth
 from bot.wings.events import ConnectionState, Health
 from bot.wings.frames import PowerState
 from cogs.health import server_line
@@ -46,3 +47,13 @@ def test_a_stopped_connection_says_why() -> None:
         ServerReport(health(stopped_reason="the server was deleted", last_error="x"), None, ())
     )
     assert "stopped: the server was deleted" in line and "last error" not in line
+
+
+def test_the_relay_s_last_error_is_shown_with_its_links() -> None:
+    def link(channel_id: int, error: str | None) -> LinkHealth:
+        return LinkHealth("1a2b3c4d", channel_id, "Survival", 3, 300, 0, 1, None, error, None)
+
+    failing = "internal error (RuntimeError; see the bot's log)"
+    line = server_line(ServerReport(health(), "Survival", (link(1, None), link(2, failing))))
+    assert "2 links here, backlog 6 lines" in line and f"relay: {failing}" in line
+    assert "relay:" not in server_line(ServerReport(health(), "Survival", (link(1, None),)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -273,3 +274,14 @@ async def test_a_line_break_inside_one_frame_becomes_two_lines() -> None:
         r.srv.emit("console output", "Loading\r\nDone (3.2s)!")  # Wings' " \r" -> "\r\n" rewrite
         await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= 2)
         assert posted_lines(r.fake.messages(CHANNEL)) == ["Loading", "Done (3.2s)!"]
+
+
+async def test_a_channel_linked_during_a_reported_outage_says_so_at_once() -> None:
+    async with rig(min_interval=0.2) as r:
+        r.emu.auth_latency = 1000.0  # Wings takes the socket and never answers `auth`
+        r.manager.timing = dataclasses.replace(TIMING, auth_timeout=1.0)
+        await r.relay.link(r.srv.identifier, CHANNEL, server_name=r.srv.name)
+        lost = "Lost the console connection (no auth success within 1 s); retrying."
+        await wait_until(lambda: any(lost in m.content for m in r.fake.messages(CHANNEL)), 10)
+        await r.relay.link(r.srv.identifier, OTHER, server_name=r.srv.name)  # a second channel, later
+        await wait_until(lambda: any(lost in m.content for m in r.fake.messages(OTHER)), 3)

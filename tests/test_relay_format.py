@@ -238,6 +238,12 @@ def test_notice_neutralises_mentions_and_markdown() -> None:
     assert len(clean_notice("x" * 1000, max_chars=100)) == 100
 
 
+def test_a_notice_carries_no_bidirectional_or_control_character() -> None:
+    # Text from Wings (a transfer status, a daemon message) cannot make the rest of the line read backwards.
+    out = clean_notice("Transfer status: \u202eevil\u2066 line\u200f\x00 end")
+    assert out == "Transfer status: evil line end"
+
+
 # -- rendering and lengths ---------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from bot.wings.error_texts import JwtErrorCause
 from bot.wings.events import NoticeKind
 from bot.wings.frames import Event, Frame, PowerState
 from bot.wings.session import (
+    CAPTURE_LIMIT,
     Action,
     CaptureDone,
     CapturePurpose,
@@ -509,6 +510,21 @@ def test_a_socket_closing_mid_capture_ends_it() -> None:
     assert lines(actions) == ["new"] and of(actions, CaptureDone)
 
 
+def test_a_capture_flooded_past_its_bound_ends_at_once_and_later_lines_go_live() -> None:
+    s = connected()
+    s.receive(frame("console output", "a"), 0.5)
+    s.capture_logs(1.0, CapturePurpose.LOGS)
+    big = "x" * 65536
+    done: list[CaptureDone] = []
+    count = 0
+    while not done:  # a console printing at full speed while Wings replays
+        count += 1
+        assert count < 1000, "the capture kept growing"
+        done = of(s.receive(frame("console output", f"{count} {big}"), 1.1), CaptureDone)
+    assert sum(len(line) for line in done[0].lines) <= CAPTURE_LIMIT + 70000 and s.capture is None
+    assert lines(s.receive(frame("console output", "after"), 1.2)) == ["after"]
+
+
 def test_daemon_lines_pass_a_capture_and_never_break_the_alignment() -> None:
     crash = "\x1b[33m\x1b[1m[Pterodactyl Daemon]:\x1b[39m Exit code: 1\x1b[0m"
     assert is_daemon_line(crash) and is_daemon_line(crash.replace("Pterodactyl", "pelican"))
@@ -547,8 +563,10 @@ def test_status_and_stats_track_power_and_status_makes_stats_stale() -> None:
     s.receive(frame("stats", stats("running")), 4.0)
     s.receive(frame("status", "stopping"), 4.1)
     assert s.power is PowerState.STOPPING and s.fresh_stats(4.2, 2.0) is None
-    s.receive(frame("status", "weird"), 4.3)  # unknown value: keeps the last known
-    assert s.power is PowerState.STOPPING
+    s.receive(frame("stats", stats("stopping")), 4.2)
+    # An unknown value keeps the last known, and is skipped like any malformed frame: nobody is told of it.
+    assert s.receive(frame("status", "weird"), 4.3) == [] and s.receive(frame("status"), 4.3) == []
+    assert s.power is PowerState.STOPPING and s.skipped_frames == 2 and s.fresh_stats(4.4, 2.0) is not None
 
 
 @pytest.mark.parametrize("uptime", ["1e400", "-1e400", str(10**30)])

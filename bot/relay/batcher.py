@@ -188,6 +188,8 @@ class Batcher:
         if len(self._notices) > MAX_PENDING_NOTICES:
             log.debug("notice backlog full; dropping the oldest notice")
             self._notices.popleft()
+            self._unreported += 1  # counted and said with the dropped console lines
+            self._dropped_total += 1
         self._mark_pending(now)
 
     def _mark_pending(self, now: float) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bot.names import safe_name
 from bot.settings import ColorMode
 
 MESSAGE_LIMIT = 2000
@@ -313,7 +314,8 @@ _MENTION = re.compile(r"@(?=everyone|here)|<[@#](?=[!&]?\d)")
 
 def clean_notice(text: str, max_chars: int = 400) -> str:
     """One plain-text line for outside a code block: escapes stripped, markdown escaped, no mentions."""
-    text = _strip(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")).strip()
+    # One line, and no bidirectional control (the text may come from Wings): as names are shown.
+    text = safe_name(_strip(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")))
     if len(text) > max_chars:
         text = text[: max_chars - 1] + "…"
     text = _MD_CHARS.sub(r"\\\1", text)

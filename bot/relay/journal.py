@@ -113,10 +113,14 @@ class JournalWriter:
             for channel_id in forgotten:
                 await self._store.delete_relay_journal(channel_id)
             self.last_error = None
-        except StoreError as exc:
+        except Exception as exc:  # a StoreError is expected; anything else is logged in full
             ok = False
-            self.last_error = str(exc)
-            log.warning("could not save the relay's journal (%s); trying again shortly", exc)
+            if isinstance(exc, StoreError):
+                self.last_error = str(exc)
+                log.warning("could not save the relay's journal (%s); trying again shortly", exc)
+            else:
+                self.last_error = f"internal error ({type(exc).__name__}; see the bot's log)"
+                log.exception("saving the relay's journal failed unexpectedly; trying again shortly")
             for channel_id, text in dirty.items():  # newer writes made meanwhile win
                 self._dirty.setdefault(channel_id, text)
             self._forgotten |= forgotten - set(self._dirty)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
+from bot.panel.backoff import Backoff
 from bot.redact import hide_addresses
 from bot.relay.batcher import Batcher, Outgoing
 from bot.relay.budget import RequestBudget
@@ -285,7 +286,17 @@ class ChannelSender:
     async def _run(self) -> None:
         try:
             await self._resume()
-            while self.stopped is None:
+        except Exception:
+            log.exception(
+                "channel %d could not pick up where it left off; going on from here", self.channel_id
+            )
+            self._resuming = None
+        # What nobody planned for (a bug, a library's surprise) is logged, shown, and retried after a pause: the
+        # link never ends for it. A message that fails so three times in a row is skipped, and that is said.
+        backoff = Backoff(max(self._min_interval, 0.1), MAX_RETRY_WAIT)
+        taken: Outgoing | None = None
+        while self.stopped is None:
+            try:
                 now = self._clock()
                 due = self.batcher.due(now)
                 if due is None or due > now:
@@ -294,15 +305,34 @@ class ChannelSender:
                 # Wait for this channel's turn first and only then cut the batch, so whatever arrived while waiting
                 # (seconds, when hundreds of channels are busy) still goes in this message.
                 await self._budget.turn()
-                out = self.batcher.take(self._clock())
-                if out is None:
+                taken = self.batcher.take(self._clock())
+                if taken is None:
                     continue
-                await self._deliver(self.batcher, out, new_nonce(), self._settling(out))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("relay sender for channel %d failed", self.channel_id)
-            await self._stop("internal error (see the bot's log)")
+                await self._deliver(self.batcher, taken, new_nonce(), self._settling(taken))
+                taken = None
+                backoff.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("relay sender for channel %d failed; retrying", self.channel_id)
+                self.failures += 1
+                self.last_error = f"internal error ({type(exc).__name__}; see the bot's log)"
+                self._inflight = None
+                if self.batcher.in_flight:
+                    give_up = taken is not None and backoff.failures >= 2
+                    self.batcher.done(give_up, self._clock())
+                    if give_up and taken is not None:
+                        self._skipped(taken)
+                        backoff.reset()
+                taken = None
+                await asyncio.sleep(backoff.next())
+
+    def _skipped(self, out: Outgoing) -> None:
+        """A message that could not be posted for an internal error, given up on: its lines count as settled."""
+        self._settle(list(self._settling(out)))
+        self.lines_rejected += out.line_count
+        lines = "console line was" if out.line_count == 1 else "console lines were"
+        self.push_notice(f"⚠️ {out.line_count} {lines} skipped after an internal error (see the bot's log).")
 
     async def _deliver(
         self, batcher: Batcher, out: Outgoing, nonce: str, settles: Iterable[tuple[int, str, str]]

@@ -137,8 +137,16 @@ class ConsoleRelay:
             self._subs[server] = self._manager.subscribe(
                 server, _ServerFeed(self, server), console=True, resume=resume
             )
-        elif resume:
-            self._manager.connection(server).request_resume()
+        else:
+            if resume:
+                self._manager.connection(server).request_resume()
+            outage = self._manager.outage(server)
+            if (
+                outage is not None
+            ):  # the server's other channels heard it already; this one would hear nothing
+                for target, prefix in self._targets(server):
+                    if target is sender:
+                        target.push_notice(f"{prefix}⚠️ {outage.text}")
         log.info("console of %s linked to channel %d", server, channel_id)
         return True
 

@@ -91,6 +91,7 @@ class WingsConnection:
         self._rng = rng
         self.state = ConnectionState.IDLE
         self.loop_error: str | None = None
+        self._closed = False  # close() was called (and no start() since)
         self._task: asyncio.Task[None] | None = None
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._refresh_task: asyncio.Task[None] | None = None
@@ -170,12 +171,14 @@ class WingsConnection:
     def start(self) -> None:
         """Start (or restart after a stop) the background task that keeps the socket up."""
         if self._task is None or self._task.done():
+            self._closed = False
             self.session.restart()
             self.state = ConnectionState.CONNECTING
             self._task = asyncio.create_task(self._run(), name=f"wings:{self.server}")
 
     async def close(self) -> None:
         """Close the socket and end the task; nothing is reported."""
+        self._closed = True  # before the task ends: whoever waits on it learns why
         task, self._task = self._task, None
         tasks = [t for t in (task, *self._side_tasks) if t is not None]
         for t in tasks:
@@ -201,6 +204,11 @@ class WingsConnection:
                     await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
                     waiter.cancel()
         if not self._ready.is_set():
+            if self._closed:
+                raise WingsUnavailable(
+                    "Wingbeat closed the console connection before it was ready (it may be shutting down); "
+                    "try again in a minute."
+                )
             reason = self.session.stopped_reason or self.session.last_error or "no answer yet"
             raise WingsUnavailable(f"The server's console connection is not available: {reason}")
 

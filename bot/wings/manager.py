@@ -169,7 +169,18 @@ class ConnectionManager:
         conn = self.connection(server)
         if resume:
             conn.request_resume()
+        outage = self.outage(server)
+        if outage is not None:  # said to the others already (and filtered now): this one must hear it too
+            try:
+                subscriber.notice(outage)
+            except Exception:  # noqa: BLE001 - logged in _subscriber_failed
+                self._subscriber_failed(sub)
         return sub
+
+    def outage(self, server: str) -> Notice | None:
+        """The lost-connection notice while `server`'s reported outage goes on, else None."""
+        conn = self._connections.get(server)
+        return None if conn is None else conn.session.outage()
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.server, [])

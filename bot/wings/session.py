@@ -269,6 +269,12 @@ def is_daemon_line(line: str) -> bool:
     return line.startswith("\x1b[33m\x1b[1m[") and _DAEMON_LINE_MARK in line[:64]
 
 
+# A replay is Wings' last ~150 lines (at most 64 KiB each); live lines printed meanwhile join it. Past this many
+# bytes (text plus LINE_COST a line: a str's header and its list slot) it is a flood, and the capture ends.
+CAPTURE_LIMIT = 16 * 1024 * 1024
+LINE_COST = 64
+
+
 @dataclass(slots=True)
 class Capture:
     """A `send logs` replay being gathered until it goes quiet."""
@@ -280,6 +286,7 @@ class Capture:
     purposes: set[CapturePurpose] = field(default_factory=set)
     lines: list[str] = field(default_factory=list)
     last_line_at: float = 0.0
+    held: int = 0  # what `lines` hold, counted as the CAPTURE_LIMIT counts it
 
     def ends_at(self) -> float:
         """When the capture is over: quiet after its last line, or no first line in time, or too long."""
@@ -372,12 +379,20 @@ class Session:
             and now - self._down_since >= self.timing.lost_grace
         ):
             self._lost_reported = True
-            reason = self.last_error or "unknown reason"
-            out.append(
-                self._notice(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying.")
-            )
+            out.append(self._lost_notice())
         out += self._maybe_refresh(now)
         return out
+
+    def outage(self) -> Notice | None:
+        """The lost-connection notice while an outage that was already reported goes on (else None): for a
+        subscriber that joins meanwhile and would otherwise hear nothing until the connection is back."""
+        if self._lost_reported and self._down_since is not None and self.state is not SessionState.STOPPED:
+            return self._lost_notice().notice
+        return None
+
+    def _lost_notice(self) -> Notify:
+        reason = self.last_error or "unknown reason"
+        return self._notice(NoticeKind.CONNECTION_LOST, f"Lost the console connection ({reason}); retrying.")
 
     # -- socket events -----------------------------------------------------------------------------------------
 
@@ -544,8 +559,15 @@ class Session:
         if is_daemon_line(line):
             return [self._deliver(frame, now)]  # never replayed, never part of the alignment
         if self.capture is not None:
-            self.capture.lines.append(line)
-            self.capture.last_line_at = now
+            cap = self.capture
+            cap.lines.append(line)
+            cap.last_line_at = now
+            cap.held += len(line) + LINE_COST
+            if cap.held > CAPTURE_LIMIT:  # far more than a replay: a flood; what follows goes out live
+                log.warning(
+                    "console of %s flooded a log replay past %d bytes; ending it", self.server, cap.held
+                )
+                return self._end_capture(now)
             return []
         self._recent.add(line)
         return [self._deliver(frame, now)]
@@ -553,9 +575,13 @@ class Session:
     def _on_status(self, frame: Frame, now: float) -> list[Action]:
         state = PowerState.parse(frame.arg)
         if state is None:
-            log.debug("unknown power state %r from %s", frame.arg, self.server)
-        else:
-            self.power = state
+            # Not a state Wings has: malformed, so nobody is told of it (nor shown its text).
+            self.skipped_frames += 1
+            log.warning(
+                "skipping a status frame with an unknown state %r from %s", frame.arg[:40], self.server
+            )
+            return []
+        self.power = state
         self._stats_fresh_since = -math.inf  # stats from before a state change are stale
         return [self._deliver(frame, now)]
 
