@@ -182,9 +182,6 @@ class AuditFeed:
 
     async def _send(self, guild_id: int, channel_id: int, text: str, file_text: str | None = None) -> bool:
         channel = self._client.get_partial_messageable(channel_id)
-        # Members who are not admins may read the channel: an outcome naming a node's address must not show it.
-        text = hide_addresses(text)
-        file_text = None if file_text is None else hide_addresses(file_text)
         for _ in range(THROTTLED_TRIES):
             await self._budget.acquire()
             files = [] if file_text is None else [discord.File(io.BytesIO(file_text.encode()), "audit.txt")]
