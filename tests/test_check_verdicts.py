@@ -246,6 +246,18 @@ def test_render_and_summary() -> None:
     assert summary([v.Line(v.Mark.PASS, "a", "b")]) == "All checks passed."
 
 
+def test_a_name_cannot_forge_lines_on_the_terminal() -> None:
+    # Server names come from whoever may rename a server on the panel.
+    forged = "Lobby\n✓ Discord token: valid\x1b[2K\u202e"
+    line = v.servers_line(
+        True, [v.ServerFacts(forged, "a1b2c3d4", permissions=frozenset({"websocket.connect"}))]
+    )
+    printed = render(line)
+    assert printed.count("\n") == 2  # the line, one detail, the fix
+    assert "\x1b" not in printed and "\u202e" not in printed
+    assert "Lobby ✓ Discord token: valid" in printed
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import TextIO
 
 from bot.check.verdicts import Line, Mark
+from bot.names import safe_name
 from bot.tasks import cancel_and_wait
 
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -16,11 +17,15 @@ _CLEAR_LINE = "\r\x1b[K"
 
 
 def render(line: Line) -> str:
-    """A line as printed: `✓ Title: text`, then indented details and, for a failure, `→ fix`."""
-    lines = [f"{line.mark} {line.title}: {line.text}"]
-    lines.extend(f"    {detail}" for detail in line.details)
+    """A line as printed: `✓ Title: text`, then indented details and, for a failure, `→ fix`.
+
+    Each part is put on one line without control characters: server, guild and channel names come from whoever
+    may rename them, and a line break or an escape sequence in one would forge lines on the operator's terminal.
+    """
+    lines = [f"{line.mark} {line.title}: {safe_name(line.text)}"]
+    lines.extend(f"    {safe_name(detail)}" for detail in line.details)
     if line.fix:
-        lines.append(f"    → {line.fix}")
+        lines.append(f"    → {safe_name(line.fix)}")
     return "\n".join(lines)
 
 
