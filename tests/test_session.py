@@ -624,3 +624,22 @@ def test_a_new_socket_forgets_the_last_one_s_refresh_failures() -> None:
     s.socket_closed(1006, 31.0)
     connected(now=32.0, s=s)
     assert of(s.receive(frame("jwt error", "jwt: created too far in past (denylist)"), 40.0), FetchToken)
+
+
+def test_too_many_connections_answering_the_first_auth_retries_rather_than_stops() -> None:
+    # Newest pterodactyl Wings refuses a 31st authenticated socket with a daemon error and closes it: the
+    # slots are held by others (panel tabs) and free up, so the connection comes back on its own.
+    s = session()
+    s.socket_opened(token(), URL, 0.0)
+    actions = s.receive(frame("daemon error", PREFIX + "too many open websocket connections"), 0.1)
+    assert notices(actions) == [NoticeKind.DAEMON_ERROR]
+    assert not of(actions, Stop) and of(actions, Reconnect)
+    s.socket_closed(None, 0.2)
+    assert s.state is SessionState.DISCONNECTED
+
+
+def test_a_status_is_delivered_as_the_state_it_names() -> None:
+    s = connected()
+    s.receive(frame("status", "offline"), 0.5)
+    [deliver] = of(s.receive(frame("status", " Running", "extra"), 1.0), Deliver)
+    assert deliver.event.frame.args == ("running",) and s.power is PowerState.RUNNING

@@ -22,7 +22,8 @@ Transitions (input -> new state, actions)::
                                                    -> STOPPED         Notify, Stop
     AUTHENTICATING  `auth success`                 -> CONNECTED       Connected; FillGap after a gap
     AUTHENTICATING  auth deadline passed           -> CLOSING         Reconnect
-    AUTHENTICATING  `daemon error`                 -> CLOSING         Notify, Stop (the token is unusable)
+    AUTHENTICATING  `daemon error`                 -> CLOSING         Notify, Stop (the token is unusable);
+                                                                      Reconnect if Wings has too many sockets
     AUTH./CONNECTED `jwt error`                    -> see _JWT_REACTIONS below
     CONNECTED       `deleted`                      -> CLOSING         Notify, Stop
     CONNECTED       `deleted` after a finished transfer, or refreshed credentials naming another node
@@ -63,7 +64,9 @@ from bot.panel.errors import (
 )
 from bot.wings.backlog import RecentLines, new_lines
 from bot.wings.error_texts import (
+    DaemonErrorKind,
     JwtErrorCause,
+    classify_daemon_error,
     classify_jwt_error,
     explain_daemon_error,
     explain_jwt_error,
@@ -583,6 +586,8 @@ class Session:
             return []
         self.power = state
         self._stats_fresh_since = -math.inf  # stats from before a state change are stale
+        if frame.args != (state.value,):  # e.g. "Running" or extra args: pass on the state as Wings spells it
+            frame = Frame(frame.event, (state.value,))
         return [self._deliver(frame, now)]
 
     def _on_stats(self, frame: Frame, now: float) -> list[Action]:
@@ -637,6 +642,11 @@ class Session:
             self._deliver(frame, now),  # a power action waiting for its outcome reads it
         ]
         if first_auth:
+            if classify_daemon_error(frame.arg) is DaemonErrorKind.TOO_MANY_CONNECTIONS:
+                # Newest Wings refuses a 31st authenticated socket: others hold the slots, and may let go.
+                return out + self._reconnect(
+                    "Wings has too many open console connections for the server", now
+                )
             out += self._stop(text)  # Wings cannot read our token at all: retrying cannot help
         return out
 
