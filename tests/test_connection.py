@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
 
 from bot.panel.client import PanelClient
 from bot.panel.models import WebsocketCredentials
@@ -800,3 +802,23 @@ async def test_a_still_unknown_state_is_said_not_called_offline() -> None:
         with pytest.raises(ActionRefused, match="offline"):
             await actions.send_command(conn, "list")
         assert ("send command", ["list"]) not in off.received
+
+
+async def test_a_full_socket_cap_is_retried_with_wings_reason_until_a_slot_frees() -> None:
+    # Hardened Wings answers HTTP 400 {"error": "Too many open websocket connections."} once 30 sockets are open
+    # (panel tabs, other bots): the reason says so, and the connection comes up once someone lets go.
+    async with own_connection({"profile": "hardened", "max_sockets": 1}) as (emu, srv, conn, _sink):
+        other = await connect(
+            emu.socket_url(srv), additional_headers=Headers(Origin=emu.panel_url), proxy=None
+        )
+        try:
+            conn.start()
+            await wait_until(lambda: "Too many open websocket connections" in (conn.last_error or ""), 3)
+            assert (
+                conn.last_error
+                == "Wings answered HTTP 400 to the socket upgrade: Too many open websocket connections"
+            )
+            assert conn.state is not ConnectionState.STOPPED
+        finally:
+            await other.close()
+        await conn.wait_ready(3)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import random
@@ -282,7 +283,11 @@ class WingsConnection:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            self._apply(self.session.socket_failed(f"HTTP {status}", self.clock(), http_status=status))
+            self._apply(
+                self.session.socket_failed(
+                    f"HTTP {status}", self.clock(), http_status=status, detail=_wings_error(exc.response.body)
+                )
+            )
             return self._take_verdict()
         except Exception as exc:  # noqa: BLE001 - network errors, timeouts, handshake errors: retried
             if not isinstance(exc, OSError | TimeoutError | InvalidHandshake):
@@ -485,6 +490,16 @@ class WingsConnection:
             raise WingsUnavailable("Wings did not replay the console in time.") from None
         finally:
             self._logs_waiters.discard(fut)
+
+
+def _wings_error(body: bytes | None) -> str:
+    """The text of Wings' `{"error": "..."}` body, or "" for any other body."""
+    try:
+        obj = json.loads(body or b"")
+    except (ValueError, RecursionError):
+        return ""
+    error = obj.get("error") if isinstance(obj, dict) else None
+    return error if isinstance(error, str) else ""
 
 
 def _describe(exc: BaseException) -> str:

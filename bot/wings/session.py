@@ -420,13 +420,21 @@ class Session:
             return out + self._refresh_failed(text, now, retry_after=retry_after)
         return out + self._reconnect(text, now, retry_after=retry_after)
 
-    def socket_failed(self, reason: str, now: float, *, http_status: int | None = None) -> list[Action]:
-        """The websocket could not be opened (network error, timeout, refused upgrade)."""
+    def socket_failed(
+        self, reason: str, now: float, *, http_status: int | None = None, detail: str = ""
+    ) -> list[Action]:
+        """The websocket could not be opened (network error, timeout, refused upgrade).
+
+        `detail` is Wings' own error text from the refusal's body (e.g. "Too many open websocket connections."), if any.
+        """
         if http_status == 403:
             text = "Wings refused the Origin header; set WINGS_ORIGIN to the panel URL configured in Wings (remote:)."
             return self._stop_with_notice(text, NoticeKind.STOPPED, _stopped_text(text))
         if http_status is not None:
             reason = f"Wings answered HTTP {http_status} to the socket upgrade"
+            detail = " ".join(detail.split())[:200].rstrip(".")
+            if detail:
+                reason += f": {detail}"
         return self._reconnect(reason, now)
 
     def socket_opened(self, token: str, socket_url: str, now: float) -> list[Action]:
