@@ -17,7 +17,7 @@ from bot.panel.client import PanelClient
 from bot.panel.models import WebsocketCredentials
 from bot.wings import actions
 from bot.wings.connection import Timing, WingsConnection
-from bot.wings.errors import ActionRefused, WingsUnavailable
+from bot.wings.errors import ActionRefused, WingsError, WingsUnavailable
 from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
 from bot.wings.frames import PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, QueueSubscriber
@@ -822,3 +822,23 @@ async def test_a_full_socket_cap_is_retried_with_wings_reason_until_a_slot_frees
         finally:
             await other.close()
         await conn.wait_ready(3)
+
+
+async def test_a_command_or_power_action_wings_throttles_is_never_reported_as_done() -> None:
+    # A Wings whose buckets are tighter than the documented ones drops the frame and says `throttled`: the
+    # action is told it did not run, rather than "no output" or a 30 s wait for a status that never comes.
+    tight = {"send command": (1, 30.0), "_default": (1, 30.0)}
+    async with own_connection({"profile": "hardened", "inbound_limits": tight}) as (_emu, srv, conn, _sink):
+        await conn.wait_ready(3)
+        await wait_until(lambda: conn.power is PowerState.RUNNING)
+        first = await actions.send_command(conn, "say one", window=0.3)
+        assert "> say one" in first.lines
+        with pytest.raises(WingsError, match="did not run: Wings throttled it"):
+            await actions.send_command(conn, "say two", window=1.0)
+        done = await actions.set_state(conn, PowerAction.KILL)
+        assert done.outcome is PowerOutcome.DONE
+        started = time.monotonic()
+        throttled = await actions.set_state(conn, PowerAction.START)
+        assert throttled.outcome is PowerOutcome.THROTTLED and time.monotonic() - started < 2
+        assert throttled.describe().startswith("start did not run: Wings throttled it")
+        assert srv.state == "offline"

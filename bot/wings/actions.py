@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from bot.wings.connection import WingsConnection
 from bot.wings.error_texts import explain_daemon_error
-from bot.wings.errors import ActionRefused, WingsUnavailable
+from bot.wings.errors import ActionRefused, WingsError, WingsUnavailable
 from bot.wings.events import CommandResult, PowerOutcome, PowerResult
 from bot.wings.frames import MAX_OUTBOUND_FRAME, Event, PowerAction, PowerState, Stats, encode_frame
 from bot.wings.tokens import permission_for
@@ -30,6 +30,17 @@ _COMMAND_OVERHEAD = len(encode_frame(Event.SEND_COMMAND, "").encode("utf-8"))
 # Python's own idea of a line break beyond \r and \n; a game console may split on these too.
 _LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 _CONTROL_NAMES = {"\t": "a tab", "\x1b": "an escape character (ESC)", "\x00": "a NUL character"}
+
+
+# Hardened Wings drops a frame over its buckets and says `throttled` with the event's name, or "global" for the
+# connection's overall bucket; either one, seen right after we sent, means our frame may not have been acted on.
+_THROTTLES = {
+    Event.SET_STATE: frozenset({"set state", "global"}),
+    Event.SEND_COMMAND: frozenset({"send command", "global"}),
+}
+_THROTTLED_TEXT = (
+    "Wings throttled it (too many messages on the console connection); try again in a few seconds."
+)
 
 
 def check_command(command: str, *, max_frame: int = MAX_OUTBOUND_FRAME) -> str | None:
@@ -159,6 +170,11 @@ async def set_state(
                             action, initial, dedupe(statuses), PowerOutcome.DAEMON_ERROR,
                             conn.clock() - started, explain_daemon_error(event.frame.arg),
                         )  # fmt: skip
+                    if kind is Event.THROTTLED and event.frame.arg in _THROTTLES[Event.SET_STATE]:
+                        return PowerResult(
+                            action, initial, dedupe(statuses), PowerOutcome.THROTTLED,
+                            conn.clock() - started, _THROTTLED_TEXT,
+                        )  # fmt: skip
                     if kind is Event.STATUS and (state := PowerState.parse(event.frame.arg)) is not None:
                         statuses.append(state)
                         outcome = judge_power(action, goals, statuses)
@@ -191,6 +207,8 @@ async def send_command(conn: WingsConnection, command: str, *, window: float | N
             # Lines released from a `send logs` capture may be older than the command: they never count.
             if event.frame.known is Event.CONSOLE_OUTPUT and not event.recovered:
                 lines.append(event.frame.arg)
+            elif event.frame.known is Event.THROTTLED and event.frame.arg in _THROTTLES[Event.SEND_COMMAND]:
+                raise WingsError(f"The command did not run: {_THROTTLED_TEXT}")
     return CommandResult(command, tuple(lines), window, state_unknown=power is None)
 
 

@@ -492,7 +492,7 @@ class WingsConnection:
             self._logs_waiters.discard(fut)
 
 
-def _wings_error(body: bytes | None) -> str:
+def _wings_error(body: bytes | bytearray | None) -> str:
     """The text of Wings' `{"error": "..."}` body, or "" for any other body."""
     try:
         obj = json.loads(body or b"")

@@ -88,6 +88,7 @@ class PowerOutcome(StrEnum):
     DAEMON_ERROR = "daemon error"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    THROTTLED = "throttled"  # hardened Wings dropped the `set state` over its message limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,8 @@ class PowerResult:
             return f"{self.action.value} failed: {self.error}" + (
                 f" (seen: {path})" if self.transitions else ""
             )
+        if self.outcome is PowerOutcome.THROTTLED:
+            return f"{self.action.value} did not run: {self.error}"
         if self.outcome is PowerOutcome.FAILED:
             return f"{self.action.value} failed: {path} after {secs} (the server went offline; check its console)"
         if self.transitions:
