@@ -842,3 +842,21 @@ async def test_a_command_or_power_action_wings_throttles_is_never_reported_as_do
         assert throttled.outcome is PowerOutcome.THROTTLED and time.monotonic() - started < 2
         assert throttled.describe().startswith("start did not run: Wings throttled it")
         assert srv.state == "offline"
+
+
+async def test_a_node_clock_running_ahead_is_named_as_clock_skew(profile: str) -> None:
+    # The node's clock is 38 s ahead of the panel's, so a 40 s token lives 2 s on the node: Wings accepts it,
+    # then replaces events with `jwt error` "exp claim is invalid". The channel is told the likely cause.
+    emulator = {
+        "profile": profile,
+        "token_lifetime": 40,
+        "clock_offset": 38,
+        "expiry_notices": False,
+        "stats_interval": 0.1,
+    }
+    async with own_connection(emulator) as (emu, _srv, conn, sink):
+        emu.boot_time -= 3600  # Wings has been up a while: the panel's iat is after its boot
+        conn.start()
+        await wait_until(lambda: any(n.key == "jwt:clock skew" for n in sink.notices), 6)
+        assert not any(n.key == "jwt:expired" for n in sink.notices)
+        await wait_until(lambda: conn.refreshes >= 1, 3)  # each fresh token is still used while it lasts

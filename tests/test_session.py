@@ -155,7 +155,7 @@ def test_daemon_error_while_connected_is_reported_and_delivered_only() -> None:
         (JwtErrorCause.NOT_PRESENT, JwtReaction.REFRESH),
         (JwtErrorCause.NO_CONNECT_PERMISSION, JwtReaction.STOP),
         (JwtErrorCause.UUID_MISMATCH, JwtReaction.STOP),
-        (JwtErrorCause.CLOCK_SKEW, JwtReaction.REPORT),
+        (JwtErrorCause.CLOCK_SKEW, JwtReaction.REFRESH),
         (JwtErrorCause.BAD_TOKEN, JwtReaction.REPORT),
         (JwtErrorCause.OTHER, JwtReaction.REPORT),
     ],
@@ -643,3 +643,18 @@ def test_a_status_is_delivered_as_the_state_it_names() -> None:
     s.receive(frame("status", "offline"), 0.5)
     [deliver] = of(s.receive(frame("status", " Running", "extra"), 1.0), Deliver)
     assert deliver.event.frame.args == ("running",) and s.power is PowerState.RUNNING
+
+
+def test_a_held_token_called_expired_long_before_its_lifetime_is_clock_skew_and_still_refreshed() -> None:
+    # The node's clock runs ahead of the panel's: Wings floods `jwt error` (no prefix) in place of events long
+    # before the token's 10 minutes are up. That is named as clock skew, and refreshing keeps events coming.
+    s = connected(600, now=100.0)
+    actions = s.receive(frame("jwt error", "jwt: exp claim is invalid"), 130.0)
+    [notice] = of(actions, Notify)
+    assert notice.notice.key == "jwt:clock skew" and "clocks differ" in notice.notice.text
+    assert of(actions, FetchToken)
+    # the same error near the end of the lifetime is an ordinary expiry
+    late = connected(600, now=100.0)
+    assert of(late.receive(frame("jwt error", "jwt: exp claim is invalid"), 690.0), Notify)[0].notice.key == (
+        "jwt:expired"
+    )

@@ -241,7 +241,7 @@ _JWT_REACTIONS: dict[JwtErrorCause, JwtReaction] = {
     JwtErrorCause.NOT_PRESENT: JwtReaction.REFRESH,
     JwtErrorCause.NO_CONNECT_PERMISSION: JwtReaction.STOP,
     JwtErrorCause.UUID_MISMATCH: JwtReaction.STOP,
-    JwtErrorCause.CLOCK_SKEW: JwtReaction.REPORT,
+    JwtErrorCause.CLOCK_SKEW: JwtReaction.REFRESH,  # each fresh token buys some time; the notice names the cause
     JwtErrorCause.BAD_TOKEN: JwtReaction.REPORT,
     JwtErrorCause.OTHER: JwtReaction.REPORT,
 }
@@ -254,6 +254,10 @@ def jwt_reaction(cause: JwtErrorCause, *, answers_auth: bool) -> JwtReaction:
         return JwtReaction.RECONNECT
     return reaction
 
+
+# A token Wings calls expired this long (s) before its own lifetime ran out cannot have aged out: the node's clock
+# is ahead of the panel's. Wings' expiry checks are whole seconds; this leaves room for slow delivery too.
+EARLY_EXPIRY_MARGIN = 30.0
 
 # What a socket closed by Wings (no verdict of ours yet) means.
 _CLOSE_STOPS: dict[ConnectionCloseKind, str] = {
@@ -315,6 +319,7 @@ class Session:
         self._auth_deadline = math.inf
         # token
         self.claims: TokenClaims | None = None
+        self._claims_at = -math.inf  # when Wings accepted `claims`
         self._pending_claims: TokenClaims | None = None
         self.refresh_phase = RefreshPhase.IDLE
         self.refresh_due = math.inf
@@ -623,8 +628,9 @@ class Session:
         # Wings prefixes "Error Event [..]: " only on a handler's answer, i.e. to our `auth`; unprefixed errors
         # are about the token it already holds (the flood that replaces events once that token went bad).
         answers_auth = authing and strip_error_prefix(text) != text.strip()
-        # A token we fetched moments ago, refused as expired, means the panel's and node's clocks differ.
-        cause = classify_jwt_error(text, fresh_token=answers_auth)
+        # A token we fetched moments ago, refused as expired, means the panel's and node's clocks differ; so
+        # does one Wings held that it calls expired long before its lifetime ran out.
+        cause = classify_jwt_error(text, fresh_token=answers_auth or self._expired_early(now))
         explained = explain_jwt_error(cause)
         out: list[Action] = [self._notice(NoticeKind.JWT_ERROR, explained, key=f"jwt:{cause}")]
         match jwt_reaction(cause, answers_auth=answers_auth):
@@ -696,8 +702,13 @@ class Session:
             )
             return None
 
+    def _expired_early(self, now: float) -> bool:
+        lifetime = self.claims.lifetime if self.claims else None
+        return lifetime is not None and now - self._claims_at < lifetime - EARLY_EXPIRY_MARGIN
+
     def _accept_token(self, now: float) -> None:
         self.claims, self._pending_claims = self._pending_claims, None
+        self._claims_at = now
         self._auth_deadline = math.inf
         self.refresh_due = refresh_at(self.claims, now) if self.claims else math.inf
 
