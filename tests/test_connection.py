@@ -497,6 +497,53 @@ async def test_manager_dedupes_notices() -> None:
     assert flt.allow(Notice("other", NoticeKind.JWT_ERROR, "x", "jwt:expired"))
 
 
+def test_lost_and_restored_notices_pair_so_a_channel_is_never_left_believing_it_is_up() -> None:
+    from bot.wings.manager import NoticeFilter
+
+    now = [0.0]
+    flt = NoticeFilter(180.0, clock=lambda: now[0])
+    lost = Notice(
+        "abc", NoticeKind.CONNECTION_LOST, "Lost the console connection (x); retrying.", "connection lost"
+    )
+    back = Notice(
+        "abc", NoticeKind.CONNECTION_RESTORED, "Console connection restored.", "connection restored"
+    )
+    assert flt.allow(lost)
+    now[0] = 60.0
+    assert flt.allow(back)
+    # a second outage within the window is held back, not dropped: due when the window ends
+    now[0] = 90.0
+    assert not flt.allow(lost) and flt.held_until("abc") == 180.0
+    now[0] = 100.0  # it ended before anyone was told: its end is no news either
+    assert not flt.allow(back) and flt.held_until("abc") is None
+    now[0] = 120.0
+    assert not flt.allow(lost)
+    now[0] = 180.0  # still down when the window ends: told now, and its end will be told too
+    assert flt.allow(lost) and flt.held_until("abc") is None
+    now[0] = 181.0  # a restored notice is never held back by its own window while its outage was told
+    assert flt.allow(back)
+
+
+async def test_an_outage_held_back_by_the_notice_window_is_told_when_it_ends_if_still_down(panel_emu) -> None:
+    emu, panel = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    manager = ConnectionManager(panel, origin=emu.panel_url, timing=FAST, notice_window=5.0)
+    try:
+        sink = Sink()
+        manager.subscribe(srv.identifier, sink)
+        await manager.connection(srv.identifier).wait_ready(3)
+        emu.fail_next("GET", "/websocket", 504, times=8, delay=0.2)
+        await emu.drop_sockets(srv)
+        await wait_until(lambda: NoticeKind.CONNECTION_RESTORED in sink.kinds(), 8)
+        # down again at once, and for long: held back by the window, then told while it goes on
+        emu.fail_next("GET", "/websocket", 504, times=1000, delay=0.2)
+        await emu.drop_sockets(srv)
+        await wait_until(lambda: sink.kinds().count(NoticeKind.CONNECTION_LOST) == 2, 10)
+        assert sink.kinds()[-1] is NoticeKind.CONNECTION_LOST
+    finally:
+        await manager.close()
+
+
 async def test_oversized_and_malformed_frames_are_skipped_not_fatal(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")

@@ -14,7 +14,7 @@ from typing import Protocol
 from bot.panel.client import PanelClient
 from bot.wings import actions
 from bot.wings.connection import WingsConnection
-from bot.wings.events import CommandResult, Health, Notice, PowerResult, WingsEvent
+from bot.wings.events import CommandResult, Health, Notice, NoticeKind, PowerResult, WingsEvent
 from bot.wings.frames import PowerAction, Stats
 from bot.wings.session import Timing
 
@@ -64,23 +64,46 @@ class QueueSubscriber:
 
 
 class NoticeFilter:
-    """Lets the same notice (server + key) through at most once per `window` seconds."""
+    """Lets the same notice (server + key) through at most once per `window` seconds.
+
+    The lost-connection and restored notices are a pair, so a channel's last word on its connection stays true: a
+    restored notice goes through exactly when its outage was told, and an outage held back because the last one was
+    told less than `window` ago is due (`held_until`) once the window ends, if it still goes on.
+    """
 
     def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._window = window
         self._clock = clock
         self._last: dict[tuple[str, str], float] = {}
+        self._told_down: set[str] = set()  # servers whose channels were told of an outage not yet over
+        self._held: dict[str, float] = {}  # server -> when its held-back outage may be told
 
     def allow(self, notice: Notice) -> bool:
         now = self._clock()
-        key = (notice.server, notice.key)
+        server = notice.server
+        if notice.kind is NoticeKind.CONNECTION_RESTORED:
+            self._held.pop(server, None)
+            if server in self._told_down:
+                self._told_down.discard(server)
+                return True
+            return False  # nobody was told of this outage: its end is no news
+        key = (server, notice.key)
         last = self._last.get(key)
         if last is not None and now - last < self._window:
+            if notice.kind is NoticeKind.CONNECTION_LOST and server not in self._told_down:
+                self._held[server] = last + self._window
             return False
         self._last[key] = now
+        if notice.kind is NoticeKind.CONNECTION_LOST:
+            self._told_down.add(server)
+            self._held.pop(server, None)
         if len(self._last) > 4096:  # forget old keys so the map stays small over weeks
             self._last = {k: t for k, t in self._last.items() if now - t < self._window}
         return True
+
+    def held_until(self, server: str) -> float | None:
+        """When the outage of `server` held back by the window may be told, or None if none is held."""
+        return self._held.get(server)
 
 
 class ConnectionManager:
@@ -108,6 +131,7 @@ class ConnectionManager:
         self._closing: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self._notices = NoticeFilter(notice_window, clock)
+        self._retell: dict[str, asyncio.TimerHandle] = {}
 
     # -- connections ---------------------------------------------------------------------------------------
 
@@ -201,6 +225,11 @@ class ConnectionManager:
 
     def notice(self, notice: Notice) -> None:
         if not self._notices.allow(notice):
+            due = self._notices.held_until(notice.server)
+            if due is not None and notice.server not in self._retell:
+                delay = max(0.0, due - self._clock())
+                loop = asyncio.get_running_loop()
+                self._retell[notice.server] = loop.call_later(delay, self._retell_outage, notice.server)
             return
         log.info("notice for %s: %s", notice.server, notice.text)
         for sub in self._subs.get(notice.server, ()):
@@ -208,6 +237,13 @@ class ConnectionManager:
                 sub.subscriber.notice(notice)
             except Exception:  # noqa: BLE001 - logged in _subscriber_failed
                 self._subscriber_failed(sub)
+
+    def _retell_outage(self, server: str) -> None:
+        """An outage held back by the notice window: told now if it still goes on."""
+        self._retell.pop(server, None)
+        outage = self.outage(server)
+        if outage is not None:
+            self.notice(outage)
 
     def wants_gap_fill(self, server: str) -> bool:
         return any(sub.console for sub in self._subs.get(server, ()))
@@ -266,9 +302,10 @@ class ConnectionManager:
         return list(self._connections.values())
 
     async def close(self) -> None:
-        for handle in self._idle.values():
+        for handle in (*self._idle.values(), *self._retell.values()):
             handle.cancel()
         self._idle.clear()
+        self._retell.clear()
         conns = list(self._connections.values())
         self._connections.clear()
         await asyncio.gather(*(c.close() for c in conns), *self._closing, return_exceptions=True)
