@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -907,3 +908,17 @@ async def test_a_node_clock_running_ahead_is_named_as_clock_skew(profile: str) -
         await wait_until(lambda: any(n.key == "jwt:clock skew" for n in sink.notices), 6)
         assert not any(n.key == "jwt:expired" for n in sink.notices)
         await wait_until(lambda: conn.refreshes >= 1, 3)  # each fresh token is still used while it lasts
+
+
+def test_a_tls_failure_to_the_node_never_names_the_node_in_the_reason() -> None:
+    from bot.wings.connection import _describe
+
+    exc = ssl.SSLCertVerificationError(
+        1,
+        "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, certificate is not "
+        "valid for 'node.example.com'. (_ssl.c:1006)",
+    )
+    exc.reason = "CERTIFICATE_VERIFY_FAILED"
+    text = _describe(exc)
+    assert "node.example.com" not in text
+    assert text.startswith("TLS certificate error talking to the node (CERTIFICATE_VERIFY_FAILED")
