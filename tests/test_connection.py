@@ -380,6 +380,26 @@ async def test_start_while_running_is_refused(panel_emu, conn_factory) -> None:
         await actions.set_state(conn, PowerAction.START)
 
 
+async def test_start_while_starting_or_stopping_is_refused_before_wings_errors(
+    panel_emu, conn_factory
+) -> None:
+    # Wings answers either start with "server is running" as a daemon error, which reaches non-admins as a
+    # generic "unexpected error": the bot says what is going on instead.
+    emu, _ = panel_emu
+    srv = emu.add_server("Survival", state="running")
+    conn, _sink = conn_factory(srv)
+    await conn.wait_ready(3)
+    await emu.server(srv.identifier).set_power("starting")
+    await wait_until(lambda: conn.power is PowerState.STARTING)
+    with pytest.raises(ActionRefused, match="already starting; nothing to start"):
+        await actions.set_state(conn, PowerAction.START)
+    await emu.server(srv.identifier).set_power("stopping")
+    await wait_until(lambda: conn.power is PowerState.STOPPING)
+    with pytest.raises(ActionRefused, match="still stopping"):
+        await actions.set_state(conn, PowerAction.START)
+    assert not any(event == "set state" for event, _ in srv.received)
+
+
 async def test_command_returns_its_output(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")

@@ -550,7 +550,7 @@ def test_command_limit_is_a_parameter() -> None:
     ("action", "current", "expected"),
     [
         (PowerAction.START, PowerState.OFFLINE, (PowerState.RUNNING,)),
-        (PowerAction.START, PowerState.STARTING, (PowerState.RUNNING,)),
+        (PowerAction.START, PowerState.STARTING, ()),
         (PowerAction.START, PowerState.RUNNING, ()),
         (PowerAction.START, None, (PowerState.RUNNING,)),
         (PowerAction.STOP, PowerState.RUNNING, (PowerState.OFFLINE,)),

@@ -72,13 +72,13 @@ def check_command(command: str, *, max_frame: int = MAX_OUTBOUND_FRAME) -> str |
 def expected_states(action: PowerAction, current: PowerState | None) -> tuple[PowerState, ...]:
     """The `status` milestones, in order, after which `action` counts as done; the last is the goal.
 
-    Empty when nothing will change: stop or kill while offline, start while running (Wings answers
-    the start with a daemon error). Restart passes through offline unless the server already is
+    Empty when nothing will change: stop or kill while offline, start while running or starting (Wings
+    answers that start with a daemon error, whose text only panel admins get). Restart passes through offline unless the server already is
     offline or its state is unknown, where only `running` can be counted on.
     """
     match action:
         case PowerAction.START:
-            return () if current is PowerState.RUNNING else (PowerState.RUNNING,)
+            return () if current in (PowerState.RUNNING, PowerState.STARTING) else (PowerState.RUNNING,)
         case PowerAction.STOP | PowerAction.KILL:
             return () if current is PowerState.OFFLINE else (PowerState.OFFLINE,)
         case PowerAction.RESTART:
@@ -150,6 +150,9 @@ async def set_state(
     await conn.wait_ready(_connect_wait(conn))
     conn.require(permission_for(action), f"the {action.value} action")
     initial = await known_power(conn, conn.timing.first_status_wait)
+    if action is PowerAction.START and initial is PowerState.STOPPING:
+        # Wings refuses to start a server that is not offline yet (its text reaches panel admins only).
+        raise ActionRefused("The server is still stopping; start it once it is offline, or use restart.")
     goals = expected_states(action, initial)
     if not goals:
         raise ActionRefused(
