@@ -349,6 +349,17 @@ async def test_power_restart_and_kill(panel_emu, conn_factory) -> None:
     assert kill.outcome is PowerOutcome.DONE and kill.transitions[-1] is PowerState.OFFLINE
 
 
+async def test_kill_through_stopping_is_done_not_a_crash() -> None:
+    async with own_connection({"kill_via_stopping": True}) as (_emu, srv, conn, _sink):
+        await conn.wait_ready(3)
+        await wait_until(lambda: conn.power is PowerState.RUNNING)
+        result = await actions.set_state(conn, PowerAction.KILL)
+        assert result.outcome is PowerOutcome.DONE
+        assert result.transitions == (PowerState.STOPPING, PowerState.OFFLINE)
+        assert result.describe().startswith("killed: running → stopping → offline")
+        assert srv.state == "offline"
+
+
 async def test_power_lock_busy_comes_back_as_daemon_error(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.wings.actions import check_command, expected_states
+from bot.wings.actions import check_command, expected_states, judge_power
 from bot.wings.error_texts import (
     DaemonErrorKind,
     JwtErrorCause,
@@ -20,6 +20,7 @@ from bot.wings.error_texts import (
     explain_jwt_error,
     strip_error_prefix,
 )
+from bot.wings.events import PowerOutcome
 from bot.wings.frames import (
     MAX_INBOUND_FRAME,
     MAX_OUTBOUND_FRAME,
@@ -589,3 +590,31 @@ def test_expected_states(
 )
 def test_close_codes(code: int | None, kind: ConnectionCloseKind) -> None:
     assert classify_close(code) is kind
+
+
+# --- judging a power action by its statuses ------------------------------------------------------
+
+
+_R, _S, _P, _O = PowerState.RUNNING, PowerState.STARTING, PowerState.STOPPING, PowerState.OFFLINE
+
+
+@pytest.mark.parametrize(
+    ("action", "initial", "statuses", "outcome"),
+    [
+        # Wings' Terminate sets `stopping` before `offline` so its crash detection stays quiet: a kill, not a crash
+        (PowerAction.KILL, _R, [_P, _O], PowerOutcome.DONE),
+        (PowerAction.KILL, _R, [_O], PowerOutcome.DONE),
+        (PowerAction.STOP, _R, [_P, _P, _O], PowerOutcome.DONE),
+        (PowerAction.START, _O, [_S, _S, _R], PowerOutcome.DONE),
+        (PowerAction.START, _O, [_S, _O], PowerOutcome.FAILED),  # crashed while starting
+        (PowerAction.START, _O, [_S], None),
+        (PowerAction.RESTART, _R, [_P, _O, _S, _R], PowerOutcome.DONE),
+        (PowerAction.RESTART, _R, [_P, _O, _S, _O], PowerOutcome.FAILED),
+        (PowerAction.RESTART, _R, [_P, _O], None),  # half way: stopped, not started yet
+        (PowerAction.RESTART, _O, [_S, _R], PowerOutcome.DONE),  # restart of an offline server just starts it
+    ],
+)
+def test_judge_power(
+    action: PowerAction, initial: PowerState, statuses: list[PowerState], outcome: PowerOutcome | None
+) -> None:
+    assert judge_power(action, expected_states(action, initial), statuses) is outcome

@@ -373,6 +373,8 @@ class FakeServer:
             if self.state != "offline":
                 if self._transition is not None:
                     self._transition.cancel()
+                if self.emu.kill_via_stopping:
+                    self._set_state("stopping")
                 self._set_state("offline")
             return
         if self.power_busy:
@@ -511,6 +513,7 @@ class Emulator:
         first_status_delay: float = 0.0,
         app_name: str = "Pterodactyl",
         crash_window: int = 60,
+        kill_via_stopping: bool = False,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}")
@@ -528,6 +531,9 @@ class Emulator:
         self.throttle_lines = throttle_lines
         self.throttle_interval = throttle_interval
         self.log_count = log_count
+        # Wings' Terminate sets `stopping` then `offline` (so its crash detection stays quiet); off by default, where
+        # a kill goes straight to offline as some setups show it.
+        self.kill_via_stopping = kill_via_stopping
         self.max_sockets = max_sockets
         # (capacity, seconds per token) for the Hardened per-connection buckets (docs/wings-and-panel.md, Limits)
         self.inbound_limits = {**DEFAULT_INBOUND_LIMITS, **(inbound_limits or {})}
