@@ -20,7 +20,7 @@ from bot.wings import actions
 from bot.wings.connection import Timing, WingsConnection
 from bot.wings.errors import ActionRefused, WingsError, WingsUnavailable
 from bot.wings.events import ConnectionState, Notice, NoticeKind, PowerOutcome, WingsEvent
-from bot.wings.frames import PowerAction, PowerState
+from bot.wings.frames import Event, PowerAction, PowerState
 from bot.wings.manager import ConnectionManager, QueueSubscriber
 from tests.fakes.emulator import Emulator, FakeServer
 from tests.waiting import wait_until
@@ -953,3 +953,22 @@ def test_a_tls_failure_to_the_node_never_names_the_node_in_the_reason() -> None:
     text = _describe(exc)
     assert "node.example.com" not in text
     assert text.startswith("TLS certificate error talking to the node (CERTIFICATE_VERIFY_FAILED")
+
+
+async def test_a_token_refresh_never_queues_behind_paced_commands() -> None:
+    # Commands beyond hardened Wings' burst wait about a second each; a refresh `auth` must not wait behind them,
+    # or its deadline runs out and the refresh "fails" while the token ages.
+    real_pacing = dataclasses.replace(FAST, outbound_scale=1.0, auth_timeout=1.0)
+    async with own_connection({"profile": "hardened"}, timing=real_pacing) as (_emu, srv, conn, sink):
+        await conn.wait_ready(3)
+        await wait_until(lambda: conn.power is PowerState.RUNNING)
+        sends = [asyncio.create_task(conn.send(Event.SEND_COMMAND, f"say {i}")) for i in range(16)]
+        await wait_until(lambda: sum(1 for e, _ in srv.received if e == "send command") >= 10, 2)
+        srv.emit("token expiring")
+        await wait_until(lambda: conn.refreshes == 1, 2)
+        assert sum(1 for e, _ in srv.received if e == "send command") < 16  # the refresh went first
+        assert NoticeKind.REFRESH_FAILED not in sink.kinds()
+        await asyncio.gather(*sends)
+        await wait_until(lambda: sum(1 for e, _ in srv.received if e == "send command") == 16, 2)
+        assert [a[0] for e, a in srv.received if e == "send command"] == [f"say {i}" for i in range(16)]
+        assert NoticeKind.THROTTLED not in sink.kinds()

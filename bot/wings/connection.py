@@ -432,12 +432,23 @@ class WingsConnection:
     # -- what actions use (bot.wings.actions) ------------------------------------------------------------------
 
     async def _send_raw(self, ws: ClientConnection, event: Event, *args: str) -> None:
-        async with self._send_lock:
+        if event is Event.AUTH:
+            # A token must not queue behind paced commands (its auth deadline runs meanwhile); it has a bucket of
+            # its own, and those waiting in line check again for the global one before they take from it.
+            await self._paced_send(ws, event, args)
+            return
+        async with self._send_lock:  # in order
+            await self._paced_send(ws, event, args)
+
+    async def _paced_send(self, ws: ClientConnection, event: Event, args: tuple[str, ...]) -> None:
+        # Pacing is a matter of time, not of an event: sleep until the buckets allow it (again, if an `auth` took
+        # the global token meanwhile).
+        wait = self._limits.wait_time(event.value, self.clock())
+        while wait > 0:
+            await asyncio.sleep(wait)
             wait = self._limits.wait_time(event.value, self.clock())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._limits.take(event.value, self.clock())
-            await ws.send(encode_frame(event, *args))
+        self._limits.take(event.value, self.clock())
+        await ws.send(encode_frame(event, *args))
 
     async def send(self, event: Event, *args: str) -> None:
         """Send one frame on the authenticated socket, paced to hardened Wings' buckets."""
