@@ -360,6 +360,22 @@ async def test_kill_through_stopping_is_done_not_a_crash() -> None:
         assert srv.state == "offline"
 
 
+async def test_power_action_on_a_server_deleted_meanwhile_ends_at_once_saying_why() -> None:
+    async with own_connection({"stop_delay": 20.0}) as (_emu, srv, conn, _sink):
+        await conn.wait_ready(3)
+        await wait_until(lambda: conn.power is PowerState.RUNNING)
+        started = time.monotonic()
+        pending = asyncio.create_task(actions.set_state(conn, PowerAction.STOP, timeout=20.0))
+        await wait_until(lambda: conn.power is PowerState.STOPPING)
+        await srv.delete()
+        result = await asyncio.wait_for(pending, 5)
+        assert time.monotonic() - started < 5
+        assert result.outcome is PowerOutcome.ENDED
+        assert result.describe() == (
+            "stop: outcome unknown, the console connection stopped: the server was deleted (seen: running → stopping)"
+        )
+
+
 async def test_power_lock_busy_comes_back_as_daemon_error(panel_emu, conn_factory) -> None:
     emu, _ = panel_emu
     srv = emu.add_server("Survival", state="running")

@@ -166,7 +166,13 @@ async def set_state(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while outcome is None:
-                    event = await queue.get()
+                    event = await conn.next_event(queue)
+                    if event is None:  # stopped for good (deleted, suspended...): no status will come now
+                        reason = conn.stopped_reason or "it was closed"
+                        return PowerResult(
+                            action, initial, dedupe(statuses), PowerOutcome.ENDED,
+                            conn.clock() - started, f"the console connection stopped: {reason}",
+                        )  # fmt: skip
                     kind = event.frame.known
                     if kind is Event.DAEMON_ERROR:
                         return PowerResult(

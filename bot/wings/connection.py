@@ -101,6 +101,7 @@ class WingsConnection:
         self._verdict: Verdict | None = None
         self._authed_at: float | None = None
         self._ready = asyncio.Event()
+        self._ended = asyncio.Event()  # the background task ended (stopped for good, or closed)
         self._watchers: set[Callable[[WingsEvent], None]] = set()
         self._logs_waiters: set[asyncio.Future[list[str]]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -174,6 +175,7 @@ class WingsConnection:
         """Start (or restart after a stop) the background task that keeps the socket up."""
         if self._task is None or self._task.done():
             self._closed = False
+            self._ended.clear()
             self.session.restart()
             self.state = ConnectionState.CONNECTING
             self._task = asyncio.create_task(self._run(), name=f"wings:{self.server}")
@@ -190,6 +192,7 @@ class WingsConnection:
         for fut in self._logs_waiters:
             fut.cancel()
         self.state = ConnectionState.CLOSED
+        self._ended.set()
         self._ready.clear()
 
     async def wait_ready(self, timeout: float) -> None:
@@ -252,6 +255,7 @@ class WingsConnection:
             self._unexpected("reconnect loop", exc)
             self._apply(self.session.give_up("internal error (see the bot's log)"))
         self.state = ConnectionState.STOPPED
+        self._ended.set()
         self._ready.clear()
 
     async def _one_socket(self) -> Verdict:
@@ -476,6 +480,22 @@ class WingsConnection:
             yield queue
         finally:
             self._watchers.discard(put)
+
+    async def next_event(self, queue: asyncio.Queue[WingsEvent]) -> WingsEvent | None:
+        """The next event from a `watch()` queue, or None once the connection has ended (stopped or closed)."""
+        if not queue.empty():
+            return queue.get_nowait()
+        if self._ended.is_set():
+            return None
+        get = asyncio.ensure_future(queue.get())
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait({get, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not get.done():
+                get.cancel()
+        return get.result() if get.done() and not get.cancelled() else None
 
     def require(self, permission: str, what: str) -> None:
         """Refuse before sending when the token lacks `permission` (Wings would drop `what` silently)."""

@@ -89,6 +89,9 @@ class PowerOutcome(StrEnum):
     FAILED = "failed"
     TIMEOUT = "timeout"
     THROTTLED = "throttled"  # hardened Wings dropped the `set state` over its message limits
+    ENDED = (
+        "connection ended"  # the console connection stopped for good (e.g. the server was deleted) meanwhile
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,10 @@ class PowerResult:
             return f"{verb}: {path} in {secs}"
         if self.outcome is PowerOutcome.DAEMON_ERROR:
             return f"{self.action.value} failed: {self.error}" + (
+                f" (seen: {path})" if self.transitions else ""
+            )
+        if self.outcome is PowerOutcome.ENDED:
+            return f"{self.action.value}: outcome unknown, {self.error}" + (
                 f" (seen: {path})" if self.transitions else ""
             )
         if self.outcome is PowerOutcome.THROTTLED:
