@@ -406,6 +406,13 @@ JWT_TEXTS = [
     ("jwt: HMAC verification failed", JwtErrorCause.BAD_TOKEN),
     ("jwt: malformed token", JwtErrorCause.BAD_TOKEN),
     ("invalid signature", JwtErrorCause.BAD_TOKEN),
+    # texts of other JWT libraries a newer Wings may use (golang-jwt v5 checks iat and nbf too)
+    ("token has invalid claims: token is expired", JwtErrorCause.EXPIRED),
+    ("token has invalid claims: token used before issued", JwtErrorCause.CLOCK_SKEW),
+    ("token has invalid claims: token is not valid yet", JwtErrorCause.CLOCK_SKEW),
+    ("jwt: nbf claim is invalid", JwtErrorCause.CLOCK_SKEW),
+    ("jwt: iat claim is invalid", JwtErrorCause.CLOCK_SKEW),
+    ("token signature is invalid: signature is invalid", JwtErrorCause.BAD_TOKEN),
     ("jwt: something new", JwtErrorCause.OTHER),
     ("", JwtErrorCause.OTHER),
 ]

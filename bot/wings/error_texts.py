@@ -51,6 +51,8 @@ _JWT_PATTERNS: tuple[tuple[tuple[str, ...], JwtErrorCause], ...] = (
     (("missing connect permission",), JwtErrorCause.NO_CONNECT_PERMISSION),
     (("uuid mismatch",), JwtErrorCause.UUID_MISMATCH),
     (("no jwt present",), JwtErrorCause.NOT_PRESENT),
+    # A token not valid yet by the node's clock (libraries that check iat or nbf): the node's clock is behind.
+    (("used before issued", "not valid yet", "nbf claim", "iat claim"), JwtErrorCause.CLOCK_SKEW),
     (("hmac", "malformed", "signature"), JwtErrorCause.BAD_TOKEN),
 )
 
@@ -84,8 +86,8 @@ _JWT_EXPLANATIONS = {
         "on this server, then try again."
     ),
     JwtErrorCause.CLOCK_SKEW: (
-        "Wings called a token expired that the panel had just issued, so the panel's and the node's "
-        "clocks differ; an administrator should sync both clocks (NTP)."
+        "Wings called a token the panel had just issued expired or not yet valid, so the panel's and the "
+        "node's clocks differ; an administrator should sync both clocks (NTP)."
     ),
     JwtErrorCause.NOT_PRESENT: "Wings had no token for this connection yet; sending it again.",
     JwtErrorCause.BAD_TOKEN: (
