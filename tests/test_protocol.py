@@ -20,7 +20,7 @@ from bot.wings.error_texts import (
     explain_jwt_error,
     strip_error_prefix,
 )
-from bot.wings.events import PowerOutcome
+from bot.wings.events import PowerOutcome, PowerResult
 from bot.wings.frames import (
     MAX_INBOUND_FRAME,
     MAX_OUTBOUND_FRAME,
@@ -625,3 +625,9 @@ def test_judge_power(
     action: PowerAction, initial: PowerState, statuses: list[PowerState], outcome: PowerOutcome | None
 ) -> None:
     assert judge_power(action, expected_states(action, initial), statuses) is outcome
+
+
+def test_a_power_result_path_never_repeats_a_state() -> None:
+    # A Wings (or emulator) that sends `status` again on a re-auth repeats the state the action started from.
+    result = PowerResult(PowerAction.STOP, _R, (_R, _P, _O), PowerOutcome.DONE, 3.0)
+    assert result.describe() == "stopped: running → stopping → offline in 3 s"

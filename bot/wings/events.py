@@ -110,7 +110,10 @@ class PowerResult:
         verb = {"start": "started", "stop": "stopped", "restart": "restarted", "kill": "killed"}[
             self.action.value
         ]
-        states = [s.value for s in ((self.initial,) if self.initial else ()) + self.transitions]
+        states: list[str] = []
+        for state in ((self.initial,) if self.initial else ()) + self.transitions:
+            if not states or states[-1] != state.value:  # a `status` repeating the state is no step
+                states.append(state.value)
         path = " → ".join(states) if states else "no state change"
         secs = f"{self.elapsed:.0f} s" if self.elapsed >= 1 else f"{self.elapsed:.1f} s"
         if self.outcome is PowerOutcome.DONE:
