@@ -658,3 +658,13 @@ def test_a_held_token_called_expired_long_before_its_lifetime_is_clock_skew_and_
     assert of(late.receive(frame("jwt error", "jwt: exp claim is invalid"), 690.0), Notify)[0].notice.key == (
         "jwt:expired"
     )
+
+
+def test_stops_for_different_reasons_are_different_notices() -> None:
+    # The repeat filter downstream goes by key: a second stop for a new reason must not look like a repeat.
+    s = session()
+    first = of(s.credentials_failed(PanelNotFound("The server was not found on the panel."), 0.0), Notify)
+    s.restart()
+    second = of(s.socket_failed("HTTP 403", 1.0, http_status=403), Notify)
+    assert first[0].notice.kind is second[0].notice.kind is NoticeKind.STOPPED
+    assert first[0].notice.key != second[0].notice.key

@@ -838,7 +838,8 @@ class Session:
     def _stop_with_notice(self, reason: str, kind: NoticeKind, text: str) -> list[Action]:
         if self._verdict_given:
             return []
-        return [self._notice(kind, text), *self._stop(reason)]
+        # Keyed by the reason: a stop for another reason soon after (someone fixed one thing, the next shows) is news.
+        return [self._notice(kind, text, key=f"{kind.value}:{reason[:80]}"), *self._stop(reason)]
 
     def _become_stopped(self, reason: str) -> None:
         self.state = SessionState.STOPPED
