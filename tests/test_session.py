@@ -653,6 +653,12 @@ def test_a_held_token_called_expired_long_before_its_lifetime_is_clock_skew_and_
     [notice] = of(actions, Notify)
     assert notice.notice.key == "jwt:clock skew" and "clocks differ" in notice.notice.text
     assert of(actions, FetchToken)
+    # one arriving right after a late refresh is about the token it replaced, not a clock
+    s.credentials_received(token(), URL, 131.0)
+    s.receive(frame("auth success"), 131.5)
+    assert of(s.receive(frame("jwt error", "jwt: exp claim is invalid"), 131.6), Notify)[0].notice.key == (
+        "jwt:expired"
+    )
     # the same error near the end of the lifetime is an ordinary expiry
     late = connected(600, now=100.0)
     assert of(late.receive(frame("jwt error", "jwt: exp claim is invalid"), 690.0), Notify)[0].notice.key == (

@@ -258,6 +258,8 @@ def jwt_reaction(cause: JwtErrorCause, *, answers_auth: bool) -> JwtReaction:
 # A token Wings calls expired this long (s) before its own lifetime ran out cannot have aged out: the node's clock
 # is ahead of the panel's. Wings' expiry checks are whole seconds; this leaves room for slow delivery too.
 EARLY_EXPIRY_MARGIN = 30.0
+# ...but an error in the first moments after a re-auth may still be about the token it replaced.
+STALE_ERROR_GRACE = 1.0
 
 # What a socket closed by Wings (no verdict of ours yet) means.
 _CLOSE_STOPS: dict[ConnectionCloseKind, str] = {
@@ -704,7 +706,8 @@ class Session:
 
     def _expired_early(self, now: float) -> bool:
         lifetime = self.claims.lifetime if self.claims else None
-        return lifetime is not None and now - self._claims_at < lifetime - EARLY_EXPIRY_MARGIN
+        held = now - self._claims_at
+        return lifetime is not None and STALE_ERROR_GRACE <= held < lifetime - EARLY_EXPIRY_MARGIN
 
     def _accept_token(self, now: float) -> None:
         self.claims, self._pending_claims = self._pending_claims, None
