@@ -928,14 +928,14 @@ async def test_a_command_or_power_action_wings_throttles_is_never_reported_as_do
         await wait_until(lambda: conn.power is PowerState.RUNNING)
         first = await actions.send_command(conn, "say one", window=0.3)
         assert "> say one" in first.lines
-        with pytest.raises(WingsError, match="did not run: Wings throttled it"):
+        with pytest.raises(WingsError, match="sent, but Wings throttled the console connection"):
             await actions.send_command(conn, "say two", window=1.0)
         done = await actions.set_state(conn, PowerAction.KILL)
         assert done.outcome is PowerOutcome.DONE
         started = time.monotonic()
         throttled = await actions.set_state(conn, PowerAction.START)
         assert throttled.outcome is PowerOutcome.THROTTLED and time.monotonic() - started < 2
-        assert throttled.describe().startswith("start did not run: Wings throttled it")
+        assert throttled.describe().startswith("start sent, but Wings throttled the console connection")
         assert srv.state == "offline"
 
 

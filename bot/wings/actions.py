@@ -38,8 +38,10 @@ _THROTTLES = {
     Event.SET_STATE: frozenset({"set state", "global"}),
     Event.SEND_COMMAND: frozenset({"send command", "global"}),
 }
+# Wings names the event, not the frame it dropped: ours, most likely, but it may have run; say both.
 _THROTTLED_TEXT = (
-    "Wings throttled it (too many messages on the console connection); try again in a few seconds."
+    "Wings throttled the console connection as it went out (too many messages), so it most likely did not run; "
+    "check the console, and try again in a few seconds."
 )
 
 
@@ -217,7 +219,7 @@ async def send_command(conn: WingsConnection, command: str, *, window: float | N
             if event.frame.known is Event.CONSOLE_OUTPUT and not event.recovered:
                 lines.append(event.frame.arg)
             elif event.frame.known is Event.THROTTLED and event.frame.arg in _THROTTLES[Event.SEND_COMMAND]:
-                raise WingsError(f"The command did not run: {_THROTTLED_TEXT}")
+                raise WingsError(f"The command was sent, but {_THROTTLED_TEXT}")
     return CommandResult(command, tuple(lines), window, state_unknown=power is None)
 
 

@@ -127,7 +127,7 @@ class PowerResult:
                 f" (seen: {path})" if self.transitions else ""
             )
         if self.outcome is PowerOutcome.THROTTLED:
-            return f"{self.action.value} did not run: {self.error}"
+            return f"{self.action.value} sent, but {self.error}"
         if self.outcome is PowerOutcome.FAILED:
             return f"{self.action.value} failed: {path} after {secs} (the server went offline; check its console)"
         if self.transitions:
