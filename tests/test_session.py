@@ -598,6 +598,10 @@ def test_throttled_is_reported_per_event_name() -> None:
     s = connected()
     [notice] = of(s.receive(frame("throttled", "send logs"), 1.0), Notify)
     assert notice.notice.key == "throttled:send logs"
+    assert "`send logs` messages" in notice.notice.text
+    for arg in ("global", ""):
+        [notice] = of(s.receive(frame("throttled", arg), 1.0), Notify)
+        assert "Wingbeat's messages on this console connection" in notice.notice.text
 
 
 def test_backoff_grows_to_the_cap_with_full_jitter() -> None:

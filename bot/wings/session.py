@@ -684,11 +684,14 @@ class Session:
         return [self._deliver(frame, now)]
 
     def _on_throttled(self, frame: Frame, now: float) -> list[Action]:
+        name = " ".join(frame.arg.split())[:40]
+        # "global" is the connection's overall bucket; anything else names the event Wings dropped.
+        what = f"`{name}` messages" if name and name != "global" else "messages"
         return [
             self._notice(
                 NoticeKind.THROTTLED,
-                f"Wings throttled Wingbeat's `{frame.arg}` messages; slowing down.",
-                key=f"throttled:{frame.arg}",
+                f"Wings throttled Wingbeat's {what} on this console connection; slowing down.",
+                key=f"throttled:{name}",
             ),
             self._deliver(frame, now),
         ]
