@@ -678,3 +678,13 @@ def test_stops_for_different_reasons_are_different_notices() -> None:
     second = of(s.socket_failed("HTTP 403", 1.0, http_status=403), Notify)
     assert first[0].notice.kind is second[0].notice.kind is NoticeKind.STOPPED
     assert first[0].notice.key != second[0].notice.key
+
+
+def test_an_unprefixed_jwt_error_before_the_first_auth_success_answers_that_auth() -> None:
+    # Real Wings prefixes its answer to `auth`; a Wings (or emulator) that does not still means our token was
+    # refused: reconnect at once with the cause named, rather than wait out the auth timeout.
+    s = session()
+    s.socket_opened(token(), URL, 0.0)
+    actions = s.receive(frame("jwt error", "jwt: exp claim is invalid"), 0.1)
+    assert of(actions, Notify)[0].notice.key == "jwt:clock skew"
+    assert of(actions, Reconnect)

@@ -624,12 +624,12 @@ class Session:
 
     def _on_jwt_error(self, frame: Frame, now: float) -> list[Action]:
         text = frame.arg
-        authing = (
-            self.state is SessionState.AUTHENTICATING or self.refresh_phase is RefreshPhase.AUTHENTICATING
-        )
         # Wings prefixes "Error Event [..]: " only on a handler's answer, i.e. to our `auth`; unprefixed errors
-        # are about the token it already holds (the flood that replaces events once that token went bad).
-        answers_auth = authing and strip_error_prefix(text) != text.strip()
+        # are about the token it already holds (the flood that replaces events once that token went bad). Before
+        # the first `auth success` it holds none and we sent nothing else: any jwt error answers that `auth`.
+        answers_auth = self.state is SessionState.AUTHENTICATING or (
+            self.refresh_phase is RefreshPhase.AUTHENTICATING and strip_error_prefix(text) != text.strip()
+        )
         # A token we fetched moments ago, refused as expired, means the panel's and node's clocks differ; so
         # does one Wings held that it calls expired long before its lifetime ran out.
         cause = classify_jwt_error(text, fresh_token=answers_auth or self._expired_early(now))
