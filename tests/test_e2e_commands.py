@@ -180,6 +180,19 @@ async def test_autocomplete_offers_servers_by_name_with_identifier_values(rig: R
     assert [c["value"] for c in everything] == ["e5f6a7b8", "a1b2c3d4"]  # sorted by name
 
 
+async def test_autocomplete_stays_within_discord_s_limits_with_many_long_names(rig: Rig) -> None:
+    # The fake refuses what Discord refuses: more than 25 choices, a name or value over 100 characters.
+    for i in range(40):
+        rig.emu.add_server(
+            f"Survival {i:02d} 🎮 " + "ж" * 180, identifier=f"5{i:07d}"
+        )  # the panel allows 191
+    await rig.bot.catalog.refresh()
+    for typed in ("", "surv", "5000"):
+        choices = await rig.fake.autocomplete(GUILD, CONSOLE, ADMIN, "power", {"server": typed}, "server")
+        assert 0 < len(choices) <= 25
+        assert all(len(c["name"]) <= 100 and c["name"].endswith(f"({c['value']})") for c in choices)
+
+
 async def test_unknown_server_is_a_clear_private_error(rig: Rig) -> None:
     inter = await rig.run("status", {"server": "nope"}, user=USER)
     assert inter.ephemeral
