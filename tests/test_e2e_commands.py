@@ -67,6 +67,19 @@ async def test_servers_lists_every_server_with_its_power_state(rig: Rig) -> None
     assert lines["Creative"].endswith("running")
 
 
+async def test_servers_past_25_are_checked_when_asked_again(rig: Rig) -> None:
+    for i in range(30):
+        rig.emu.add_server(f"Bulk {i:02d}", identifier=f"b{i:07d}", state="running")
+    await rig.bot.catalog.refresh()
+    first = await rig.run("servers", user=USER)
+    assert first.text.count("not checked") == 7  # 32 servers, 25 looked up
+    assert first.text.splitlines()[-1] == (
+        "-# Only 25 power states are looked up at a time; ask again in a moment for the others."
+    )
+    again = await rig.run("servers", user=USER)
+    assert "not checked" not in again.text and "-#" not in again.text
+
+
 async def test_status_shows_state_and_usage(rig: Rig) -> None:
     await rig.run("console", {"server": "Creative", "channel": OTHER}, subcommand="link")  # a socket is open
     await rig.connected("e5f6a7b8")
