@@ -185,12 +185,16 @@ class Batcher:
             self._enforce_bound()
         return seq
 
-    def push_notice(self, text: str, now: float) -> None:
-        """Queue a short plain-text line for the next message, before its code block."""
+    def push_notice(self, text: str, now: float, *, first: bool = False) -> None:
+        """Queue a short plain-text line, shown after the lines that came before it (`first`: before them all,
+        for a notice about how the pending lines will be posted)."""
         notice = clean_notice(text, max_chars=self._limit // 5)
         if not notice:
             return
-        self._notices.append((self._seq, notice))
+        if first:
+            self._notices.appendleft((-1, notice))
+        else:
+            self._notices.append((self._seq, notice))
         if len(self._notices) > MAX_PENDING_NOTICES:
             log.debug("notice backlog full; dropping the oldest notice")
             self._notices.popleft()
