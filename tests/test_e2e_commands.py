@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -65,6 +66,16 @@ async def test_servers_lists_every_server_with_its_power_state(rig: Rig) -> None
     lines = {line.split("**")[1]: line for line in inter.text.splitlines() if "**" in line}
     assert lines["Survival"].endswith("offline")
     assert lines["Creative"].endswith("running")
+
+
+async def test_a_server_name_never_renders_as_a_mention_a_command_or_a_timestamp(rig: Rig) -> None:
+    # Whoever may rename a server on the panel (a subuser) chooses this text; members read it in /servers.
+    rig.emu.add_server(f"<@&{ADMIN}> </power:1> <#{CONSOLE}> <t:0:R> <:e:1> <3", identifier="0badbeef")
+    await rig.bot.catalog.refresh()
+    listed = await rig.run("servers", user=USER)
+    [line] = [line for line in listed.text.splitlines() if "0badbeef" in line]
+    assert re.search(r"<[@#/:]|<t:", line) is None
+    assert f" **<@&{ADMIN}> </power:1> <#{CONSOLE}> <t:0:R> <:e:1> <3** " in line.replace("\u200b", "")
 
 
 async def test_servers_past_25_are_checked_when_asked_again(rig: Rig) -> None:
