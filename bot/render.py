@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -13,6 +14,10 @@ from bot.relay.format import clean_line, is_blank, plain_copy, render_block
 from bot.settings import ColorMode
 
 STATE_ICONS = {"running": "🟢", "starting": "🟡", "stopping": "🟡", "offline": "🔴"}
+# Discord's markup in angle brackets (<@id>, <@&id>, <#id>, </command:id>, <:emoji:id>, <a:…>, <t:…>, <id:…>) would
+# render a name as a mention, a clickable command or a timestamp; a zero-width space after `<` keeps it text.
+_MARKUP = re.compile(r"<(?=[@#/:]|a:|t:|id:)")
+ZWSP_AFTER_LT = "<\u200b"
 
 
 def state_icon(state: str) -> str:
@@ -30,7 +35,8 @@ def name_label(name: str | None, identifier: str) -> str:
     shown = safe_name(name) if name else ""
     if not shown:
         return f"`{identifier}`"
-    return f"**{discord.utils.escape_markdown(shown)}** (`{identifier}`)"
+    shown = _MARKUP.sub(ZWSP_AFTER_LT, discord.utils.escape_markdown(shown))
+    return f"**{shown}** (`{identifier}`)"
 
 
 def inline(text: str, limit: int = 200) -> str:

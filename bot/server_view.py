@@ -157,7 +157,11 @@ class ServerViews:
         states.update((ident, res.current_state) for ident, res in looked_up.items())
         rows = tuple(ServerRow(s, states.get(s.identifier, "not checked")) for s in ordered)
         if any(row.state == "not checked" for row in rows):
-            unchecked = unchecked or problem or "Only the first 25 power states are looked up at a time."
+            unchecked = (
+                unchecked
+                or problem
+                or "Only 25 power states are looked up at a time; ask again in a moment for the others."
+            )
         return ServerList(rows, unchecked)
 
     async def status(self, server: Server) -> StatusView:

@@ -14,7 +14,7 @@ from bot.relay.format import RESET, block_overhead, clean_line, plain_copy
 from bot.settings import ColorMode
 
 ESC = "\x1b"
-BLOCK = re.compile(r"```(?:ansi)?\n([\s\S]*)\n```\Z")
+BLOCK = re.compile(r"```(?:ansi)?\n([\s\S]*)\n```(?=\n|\Z)")
 
 
 def block_lines(out: Outgoing) -> list[str]:
@@ -24,10 +24,16 @@ def block_lines(out: Outgoing) -> list[str]:
 
 
 def head_lines(out: Outgoing) -> list[str]:
-    """The plain-text lines before the code block."""
+    """The plain-text lines before the code block (all of them when there is none)."""
     m = BLOCK.search(out.content)
     head = out.content[: m.start()] if m else out.content
     return [h for h in head.split("\n") if h]
+
+
+def tail_lines(out: Outgoing) -> list[str]:
+    """The plain-text lines after the code block."""
+    m = BLOCK.search(out.content)
+    return [t for t in out.content[m.end() :].split("\n") if t] if m else []
 
 
 def attachment_lines(out: Outgoing) -> list[str]:
@@ -118,12 +124,12 @@ def test_everything_that_arrived_meanwhile_goes_in_one_message() -> None:
 # -- notices -----------------------------------------------------------------------------------
 
 
-def test_notices_come_first_in_order() -> None:
+def test_notices_come_in_order_with_the_lines() -> None:
     b = Batcher()
-    b.push_line("console 1", 0.0)
     b.push_notice("Server is **starting**", 0.0)
-    b.push_line("console 2", 0.0)
     b.push_notice("@everyone it is up", 0.0)
+    b.push_line("console 1", 0.0)
+    b.push_line("console 2", 0.0)
     out = send(b, 0.0)
     assert head_lines(out) == ["Server is \\*\\*starting\\*\\*", "@\u200beveryone it is up"]
     assert block_lines(out) == ["console 1", "console 2"]
@@ -359,9 +365,10 @@ def test_retry_after_failure_keeps_order_and_backs_off() -> None:
     assert b.due(0.6) == pytest.approx(1.6)
     retry = b.take(1.6)
     assert retry is not None
-    assert head_lines(retry) == ["n1", "n2"]
-    assert block_lines(retry) == ["a0", "a1", "a2", "a3", "a4", "b0"]
-    assert (retry.first_seq, retry.last_seq) == (0, 5)
+    # the same message again: each notice after the lines that came before it, the later ones next time
+    assert head_lines(retry) == [] and tail_lines(retry) == ["n1"]
+    assert block_lines(retry) == ["a0", "a1", "a2", "a3", "a4"]
+    assert (retry.first_seq, retry.last_seq) == (0, 4)
     b.done(False, 2.0)
     assert b.due(2.0) == pytest.approx(4.0)  # doubled
     for t in (4.0, 8.1):
@@ -393,7 +400,8 @@ def test_a_refused_file_sends_the_same_lines_in_messages_without_files() -> None
         messages.append(out)
         shown.extend(block_lines(out))
     assert shown == lines  # every line once, in order, none only in a lost file
-    assert head_lines(messages[0]) == ["a notice"]
+    assert tail_lines(messages[-1]) == ["a notice"]  # it came after them all
+    assert not any("a notice" in out.content for out in messages[:-1])
     assert sum(out.line_count for out in messages) == 300 and len(messages) > 5
     # the pause ends: a flood goes out with its file again
     for line in lines:
@@ -443,56 +451,64 @@ def test_done_without_take_is_an_error() -> None:
 def test_every_line_exactly_once_and_in_order(seed: int, mode: ColorMode) -> None:
     rng = random.Random(seed)
     b = Batcher(mode=mode, max_pending_bytes=10**7)
-    expected: list[str] = []
-    posted: list[str] = []  # lines as they appear across successful messages
+    expected: list[str] = []  # lines, and notices as "N:" + text, in the order they came
+    posted: list[str] = []  # the same as they appear across successful messages
     partial = ""
     t = 0.0
     sizes = [5, 20, 60, 200, 1500, 2100, 6000]
+
+    def read(out: Outgoing) -> None:
+        nonlocal partial
+        head, tail = head_lines(out), tail_lines(out)
+        notes = [i for i, h in enumerate(head) if h.startswith("… ")]
+        if notes and not block_lines(out):  # no line shown: what follows the file's note came after its lines
+            head, tail = head[: notes[0]], head[notes[0] + 1 :]
+        posted.extend("N:" + h for h in head if not h.startswith("… "))
+        if out.attachment is not None:
+            assert not partial
+            posted.extend(attachment_lines(out))
+        else:
+            shown = [plain_copy(s) for s in block_lines(out)]
+            if out.line_count == 0 and shown:  # a piece of a long line
+                partial += shown[0]
+            elif partial:
+                posted.append(partial + shown[0])
+                partial = ""
+            else:
+                posted.extend(shown)
+        posted.extend("N:" + h for h in tail)
+
+    lines = 0
     for step in range(400):
         for _ in range(rng.choice([0, 1, 1, 3, 10, 60])):
-            n = len(expected)
+            n = lines
+            lines += 1
             body = "".join(rng.choice("ab cdé世🎮`") for _ in range(rng.choice(sizes)))
             colour = rng.choice(["", f"{ESC}[3{n % 8}m", f"{ESC}[0m", f"{ESC}[1;38;5;{n % 256}m"])
             raw = f"{colour}L{n}:{body}"
             b.push_line(raw, t)
             expected.append(plain_copy(clean_line(raw, ColorMode.PLAIN)))
+            if rng.random() < 0.03:
+                b.push_notice(f"notice {step}.{n}", t)
+                expected.append(f"N:notice {step}.{n}")
         if step % 17 == 0:
             b.push_notice(f"notice {step}", t)
+            expected.append(f"N:notice {step}")
         out = b.take(t)
         if out is not None:
             check_message(out)
             ok = rng.random() > 0.15
             b.done(ok, t)
             if ok:
-                if out.attachment is not None:
-                    assert not partial
-                    posted += attachment_lines(out)
-                else:
-                    shown = [plain_copy(s) for s in block_lines(out)]
-                    if out.line_count == 0 and shown:  # a piece of a long line
-                        partial += shown[0]
-                    elif partial:
-                        posted.append(partial + shown[0])
-                        partial = ""
-                    else:
-                        posted += shown
+                read(out)
         t += rng.choice([0.1, 0.5, 1.0, 2.0])
     while (due := b.due(t)) is not None:
         t = max(t, due)
         out = b.take(t)
         assert out is not None
+        check_message(out)
         b.done(True, t)
-        if out.attachment is not None:
-            posted += attachment_lines(out)
-        else:
-            shown = [plain_copy(s) for s in block_lines(out)]
-            if out.line_count == 0 and shown:
-                partial += shown[0]
-            elif partial:
-                posted.append(partial + shown[0])
-                partial = ""
-            else:
-                posted += shown
+        read(out)
     assert b.dropped_total == 0
     assert posted == expected
 
@@ -514,3 +530,62 @@ def test_throughput_budget() -> None:
             if b.take(t) is not None:
                 b.done(True, t)
     assert time.process_time() - start < 5.0
+
+
+def test_a_notice_stays_after_the_lines_printed_before_it() -> None:
+    # Wings sends `status offline` after the server's last lines: the channel must not read "offline" above them.
+    b = Batcher()
+    b.push_notice("stopping", 0.0)
+    b.push_line("Stopping the server", 0.0)
+    b.push_line("Saving chunks", 0.0)
+    b.push_notice("offline", 0.0)
+    out = send(b, 0.0)
+    assert out.content.split("\n") == [
+        "stopping",
+        "```",
+        "Stopping the server",
+        "Saving chunks",
+        "```",
+        "offline",
+    ]
+    assert b.due(1.0) is None
+
+
+def test_lines_after_a_notice_wait_for_the_next_message() -> None:
+    b = Batcher()
+    b.push_line("Done (3.2s)!", 0.0)
+    b.push_notice("running", 0.0)
+    b.push_line("<Steve> hi", 0.0)
+    first = send(b, 0.0)
+    assert block_lines(first) == ["Done (3.2s)!"] and first.content.endswith("\nrunning")
+    assert (first.first_seq, first.last_seq, first.line_count) == (0, 0, 1)
+    second = send(b, 1.0)
+    assert head_lines(second) == [] and block_lines(second) == ["<Steve> hi"]
+
+
+def test_a_notice_after_a_flood_follows_its_attachment() -> None:
+    b = Batcher()
+    lines = [f"line {i} " + "x" * 60 for i in range(100)]
+    for line in lines:
+        b.push_line(line, 0.0)
+    b.push_notice("offline", 0.0)
+    b.push_line("later", 0.0)
+    out = send(b, 0.0)
+    assert attachment_lines(out) == lines and out.content.endswith("```\noffline")
+    assert block_lines(send(b, 1.0)) == ["later"]
+
+
+def test_a_notice_waits_for_the_last_piece_of_a_split_line_and_a_failed_send_keeps_the_order() -> None:
+    b = Batcher()
+    b.push_line("y" * 5000, 0.0)
+    b.push_notice("after the long line", 0.0)
+    t, contents = 0.0, []
+    first = b.take(t)
+    assert first is not None and "after the long line" not in first.content
+    b.done(False, t)  # put back: the order must survive a retry
+    while (due := b.due(t)) is not None:
+        t = max(t + 1.0, due)
+        contents.append(send(b, t).content)
+    # after the line's last piece (which has no room left for it), never among the pieces
+    assert "after the long line" not in "".join(contents[:-1]) and len(contents) >= 3
+    assert contents[-1] == "after the long line"

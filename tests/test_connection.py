@@ -988,3 +988,20 @@ async def test_a_token_refresh_never_queues_behind_paced_commands() -> None:
         await wait_until(lambda: sum(1 for e, _ in srv.received if e == "send command") == 16, 2)
         assert [a[0] for e, a in srv.received if e == "send command"] == [f"say {i}" for i in range(16)]
         assert NoticeKind.THROTTLED not in sink.kinds()
+
+
+async def test_a_wait_for_the_socket_that_times_out_leaves_no_waiter_behind(panel_emu, conn_factory) -> None:
+    # Every /command or /power on a server whose Wings never answers waits here and gives up: no task may be left.
+    emu, _ = panel_emu
+    emu.auth_latency = 1000.0  # Wings takes the socket and never answers `auth`
+    conn, _ = conn_factory(emu.add_server("Survival", state="running"))
+
+    def waiters() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if "Event.wait" in repr(t.get_coro()) and not t.done()]
+
+    before = len(waiters())
+    for _ in range(3):
+        with pytest.raises(WingsUnavailable):
+            await conn.wait_ready(0.2)
+    await asyncio.sleep(0)
+    assert len(waiters()) == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -65,6 +66,29 @@ async def test_servers_lists_every_server_with_its_power_state(rig: Rig) -> None
     lines = {line.split("**")[1]: line for line in inter.text.splitlines() if "**" in line}
     assert lines["Survival"].endswith("offline")
     assert lines["Creative"].endswith("running")
+
+
+async def test_a_server_name_never_renders_as_a_mention_a_command_or_a_timestamp(rig: Rig) -> None:
+    # Whoever may rename a server on the panel (a subuser) chooses this text; members read it in /servers.
+    rig.emu.add_server(f"<@&{ADMIN}> </power:1> <#{CONSOLE}> <t:0:R> <:e:1> <3", identifier="0badbeef")
+    await rig.bot.catalog.refresh()
+    listed = await rig.run("servers", user=USER)
+    [line] = [line for line in listed.text.splitlines() if "0badbeef" in line]
+    assert re.search(r"<[@#/:]|<t:", line) is None
+    assert f" **<@&{ADMIN}> </power:1> <#{CONSOLE}> <t:0:R> <:e:1> <3** " in line.replace("\u200b", "")
+
+
+async def test_servers_past_25_are_checked_when_asked_again(rig: Rig) -> None:
+    for i in range(30):
+        rig.emu.add_server(f"Bulk {i:02d}", identifier=f"b{i:07d}", state="running")
+    await rig.bot.catalog.refresh()
+    first = await rig.run("servers", user=USER)
+    assert first.text.count("not checked") == 7  # 32 servers, 25 looked up
+    assert first.text.splitlines()[-1] == (
+        "-# Only 25 power states are looked up at a time; ask again in a moment for the others."
+    )
+    again = await rig.run("servers", user=USER)
+    assert "not checked" not in again.text and "-#" not in again.text
 
 
 async def test_status_shows_state_and_usage(rig: Rig) -> None:
@@ -178,6 +202,19 @@ async def test_autocomplete_offers_servers_by_name_with_identifier_values(rig: R
     assert choices == [{"name": "Survival (a1b2c3d4)", "value": "a1b2c3d4"}]
     everything = await rig.fake.autocomplete(GUILD, CONSOLE, ADMIN, "power", {"server": ""}, "server")
     assert [c["value"] for c in everything] == ["e5f6a7b8", "a1b2c3d4"]  # sorted by name
+
+
+async def test_autocomplete_stays_within_discord_s_limits_with_many_long_names(rig: Rig) -> None:
+    # The fake refuses what Discord refuses: more than 25 choices, a name or value over 100 characters.
+    for i in range(40):
+        rig.emu.add_server(
+            f"Survival {i:02d} 🎮 " + "ж" * 180, identifier=f"5{i:07d}"
+        )  # the panel allows 191
+    await rig.bot.catalog.refresh()
+    for typed in ("", "surv", "5000"):
+        choices = await rig.fake.autocomplete(GUILD, CONSOLE, ADMIN, "power", {"server": typed}, "server")
+        assert 0 < len(choices) <= 25
+        assert all(len(c["name"]) <= 100 and c["name"].endswith(f"({c['value']})") for c in choices)
 
 
 async def test_unknown_server_is_a_clear_private_error(rig: Rig) -> None:

@@ -13,6 +13,7 @@ from tests.e2e_helpers import (
     CONSOLE,
     GUILD,
     OTHER,
+    block_lines,
     build_world,
     posted_lines,
     running_bot,
@@ -170,6 +171,9 @@ async def test_without_attach_files_a_flood_comes_as_messages_and_no_line_is_los
             assert all(not m.attachments for m in messages)
             notices = [m for m in messages if "Attach Files" in m.content]
             assert len(notices) == 1
+            # it heads the messages it explains (the refused batch, now without its file), not after them
+            assert notices[0].content.startswith("⚠️ Wingbeat lacks the Attach Files permission")
+            assert block_lines(notices[0].content) and notices[0] is not messages[-1]
             assert any(r.status == 403 and r.path == f"/channels/{OTHER}/messages" for r in fake.requests)
             [link] = await rig.bot.store.links(GUILD)
             assert not link.stopped

@@ -77,6 +77,10 @@ class _Bot(commands.Bot):
             await inter.followup.send("here you go", file=discord.File(data, "console.log"), ephemeral=True)
 
         async def server_names(inter: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            if current == "too many":
+                return [app_commands.Choice(name=f"s{i}", value=f"s{i}") for i in range(26)]
+            if current == "too long":
+                return [app_commands.Choice(name="n" * 101, value="v")]
             names = ["alpha", "beta", "alpine"]
             return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
 
@@ -243,6 +247,14 @@ async def test_deferred_ephemeral_followup_with_file(fake: FakeDiscord, bot: _Bo
 async def test_autocomplete_returns_the_bots_choices(fake: FakeDiscord, bot: _Bot) -> None:
     choices = await fake.autocomplete(GUILD, CONSOLE, USER, "power", {"server": "al"}, "server")
     assert [c["value"] for c in choices] == ["alpha", "alpine"]
+
+
+@pytest.mark.parametrize("typed", ["too many", "too long"])
+async def test_autocomplete_answers_past_discord_s_limits_are_refused(
+    fake: FakeDiscord, bot: _Bot, typed: str
+) -> None:
+    with pytest.raises(AssertionError, match="not type 8"):
+        await fake.autocomplete(GUILD, CONSOLE, USER, "power", {"server": typed}, "server", timeout=2)
 
 
 async def test_options_are_typed_from_the_synced_definition(fake: FakeDiscord, bot: _Bot) -> None:

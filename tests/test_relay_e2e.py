@@ -204,6 +204,27 @@ async def test_two_servers_in_one_channel_are_prefixed_and_other_channels_get_th
         assert not await r.relay.unlink(second.identifier, CHANNEL)
 
 
+async def test_a_shared_channel_does_not_show_a_server_s_blank_lines_as_its_name() -> None:
+    async with rig(min_interval=0.2) as r:
+        second = r.emu.add_server("Creative", state="running")
+        await linked(r)
+        await r.relay.link(second.identifier, CHANNEL, server_name="Creative")
+        await r.manager.connection(second.identifier).wait_ready(3)
+        for blank in ("", "   ", "\x1b[0m", "\x1b[2J\x1b[H"):
+            r.srv.emit_console(blank)
+        await asyncio.sleep(0.5)  # a batch of nothing but blank lines: no message at all
+        assert r.fake.messages(CHANNEL) == []
+        r.srv.emit_console("shown")
+        r.srv.emit_console("   ")
+        r.srv.emit_console("after a blank line")
+        await wait_until(lambda: len(posted_lines(r.fake.messages(CHANNEL))) >= 3)
+        assert posted_lines(r.fake.messages(CHANNEL)) == [
+            "[Survival] shown",
+            "   ",
+            "[Survival] after a blank line",
+        ]
+
+
 async def test_budget_shares_requests_fairly() -> None:
     now = [0.0]
 

@@ -238,6 +238,16 @@ def test_notice_neutralises_mentions_and_markdown() -> None:
     assert len(clean_notice("x" * 1000, max_chars=100)) == 100
 
 
+def test_a_notice_shows_discord_markup_as_text() -> None:
+    # A Wings daemon message or a server's name in a shared channel: no clickable command, timestamp or emoji.
+    out = clean_notice("</stop:1> <t:0:R> <:e:1> <a:e:1> <id:customize> <3 a<b")
+    for markup in ("</", "<t:", "<:", "<a:", "<id:"):
+        assert markup not in out
+    assert (
+        out.replace(ZWSP, "").replace("\\>", ">") == "</stop:1> <t:0:R> <:e:1> <a:e:1> <id:customize> <3 a<b"
+    )
+
+
 def test_a_notice_carries_no_bidirectional_or_control_character() -> None:
     # Text from Wings (a transfer status, a daemon message) cannot make the rest of the line read backwards.
     out = clean_notice("Transfer status: \u202eevil\u2066 line\u200f\x00 end")

@@ -18,6 +18,11 @@ backlog is bounded by ``max_pending_bytes`` (what is really held: text plus ``LI
 ``max_pending_lines``: the oldest lines are dropped and the next message says
 how many. A failed send is put back at the front, so retries neither duplicate nor reorder.
 
+Notices (a status change, a report) keep their place among the lines: those that came before the pending
+lines head the message, those that came after some of them follow its block, and the lines that came after
+such a notice wait for the next message. So "Server is now offline" never reads above the lines printed
+before it.
+
 Blank lines (nothing visible) are kept in the stream but not shown at a block's ends, where Discord
 would hide them anyway; a batch of only blank lines is consumed without a message.
 """
@@ -95,7 +100,7 @@ class _Batch:
 
     out: Outgoing
     lines: list[_Line]
-    notices: list[str]
+    notices: list[tuple[int, str]]  # (the sequence number of the next line when it came, text)
     dropped: int
     partial: _Partial | None
     pending_since: float | None
@@ -142,7 +147,8 @@ class Batcher:
         self._lines: deque[_Line] = deque()
         self._bytes = 0
         self._chars = 0
-        self._notices: deque[str] = deque()
+        # Each notice with the sequence number the next line had when it came: it is shown after the lines before it.
+        self._notices: deque[tuple[int, str]] = deque()
         self._partial: _Partial | None = None
         self._seq = 0
         self._state = DEFAULT_STATE
@@ -179,12 +185,16 @@ class Batcher:
             self._enforce_bound()
         return seq
 
-    def push_notice(self, text: str, now: float) -> None:
-        """Queue a short plain-text line for the next message, before its code block."""
+    def push_notice(self, text: str, now: float, *, first: bool = False) -> None:
+        """Queue a short plain-text line, shown after the lines that came before it (`first`: before them all,
+        for a notice about how the pending lines will be posted)."""
         notice = clean_notice(text, max_chars=self._limit // 5)
         if not notice:
             return
-        self._notices.append(notice)
+        if first:
+            self._notices.appendleft((-1, notice))
+        else:
+            self._notices.append((self._seq, notice))
         if len(self._notices) > MAX_PENDING_NOTICES:
             log.debug("notice backlog full; dropping the oldest notice")
             self._notices.popleft()
@@ -336,27 +346,58 @@ class Batcher:
             self._bytes += sum(item.nbytes for item in lines)
             self._chars += sum(len(item.text) for item in lines)
 
-    def _take_head(self) -> tuple[list[str], list[str], int]:
-        """Drop report and notices for the next message, within half of it."""
+    def _first_pending_seq(self) -> float:
+        if self._partial is not None:
+            return self._partial.line.seq
+        return self._lines[0].seq if self._lines else math.inf
+
+    def _take_notices(self, used: int, *, first: bool) -> list[tuple[int, str]]:
+        """The notices that came before the next pending line, while the notices stay within half a message."""
+        taken: list[tuple[int, str]] = []
+        upto = self._first_pending_seq()
+        while self._notices and self._notices[0][0] <= upto:
+            size = len(self._notices[0][1]) + 1
+            if (taken or not first) and used + size > self._limit // 2:
+                break
+            taken.append(self._notices.popleft())
+            used += size
+        return taken
+
+    def _take_head(self) -> tuple[list[str], list[tuple[int, str]], int]:
+        """Drop report and the notices that came before the pending lines, within half of the message."""
         head: list[str] = []
         dropped = self._unreported
         if dropped:
             head.append(f"⚠ {_plural(dropped, 'line')} dropped while Discord was slow or unreachable")
         self._unreported = 0
-        notices: list[str] = []
-        used = sum(len(h) + 1 for h in head)
-        while self._notices and (not notices or used + len(self._notices[0]) + 1 <= self._limit // 2):
-            notice = self._notices.popleft()
-            notices.append(notice)
-            used += len(notice) + 1
-        head.extend(notices)
+        notices = self._take_notices(sum(len(h) + 1 for h in head), first=True)
+        head.extend(text for _, text in notices)
         return head, notices, dropped
+
+    def _take_lines(self) -> tuple[list[_Line], int]:
+        """The pending lines up to the first notice that came after some of them (all, when none did), with
+        their characters: a status change never reads as if it came before lines printed ahead of it."""
+        cut = self._notices[0][0] if self._notices else None
+        if cut is None or cut > self._lines[-1].seq:
+            lines = list(self._lines)
+            self._lines.clear()
+            chars, self._chars, self._bytes = self._chars, 0, 0
+            return lines, chars
+        lines = []
+        while self._lines and self._lines[0].seq < cut:
+            lines.append(self._lines.popleft())
+        chars = sum(len(item.text) for item in lines)
+        self._chars -= chars
+        self._bytes -= sum(item.nbytes for item in lines)
+        return lines, chars
 
     def _build(self, *, files: bool) -> _Batch | None:
         pending_since = self._pending_since
         head, notices, dropped = self._take_head()
+        used = sum(len(h) + 1 for h in head)
         # room left for the code block (and the newline that separates it from the head)
-        room = self._limit - sum(len(h) + 1 for h in head)
+        room = self._limit - used
+        tail: list[tuple[int, str]] = []  # notices that came right after this message's lines
         lines: list[_Line] = []
         partial_before = self._partial
         block: str | None = None
@@ -366,9 +407,11 @@ class Batcher:
         first_seq = last_seq = -1
 
         if partial_before is None and self._lines:
-            lines = list(self._lines)
-            self._lines.clear()
-            chars, self._chars, self._bytes = self._chars, 0, 0
+            lines, chars = self._take_lines()
+        if lines:
+            tail = self._take_notices(used, first=False)
+            tail_room = sum(len(text) + 1 for _, text in tail)
+            room -= tail_room
             line_count = len(lines)
             first_seq, last_seq = lines[0].seq, lines[-1].seq
             lo, hi = self._visible(lines, 0, len(lines))
@@ -381,7 +424,9 @@ class Batcher:
                 item = lines[0]
                 partial_before = _Partial(item, item.text, item.start, item.nbytes)
                 lines, line_count = [], 0  # counted with the last piece
+                tail, room = self._untake(tail), room + tail_room
             elif not files:
+                tail, room = self._untake(tail), room + tail_room
                 # No attachment possible: the oldest lines that fit now, the rest in the next messages.
                 end = self._fitting(lines, lo, hi, room)
                 if end > lo:
@@ -407,10 +452,16 @@ class Batcher:
         if not self._has_pending():
             self._pending_since = None
         parts = [*head, block] if block else head
+        parts.extend(text for _, text in tail)
         if not parts:
             return None  # only blank lines: consumed, nothing to show
         out = Outgoing("\n".join(parts), attachment, name, line_count, dropped, first_seq, last_seq)
-        return _Batch(out, lines, notices, dropped, partial_before, pending_since)
+        return _Batch(out, lines, [*notices, *tail], dropped, partial_before, pending_since)
+
+    def _untake(self, tail: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Put notices taken for after the lines back: not all of those lines are in this message."""
+        self._notices.extendleft(reversed(tail))
+        return []
 
     def _fitting(self, lines: list[_Line], lo: int, hi: int, room: int) -> int:
         """The end of the longest run lines[lo:end] whose block fits in `room` (lo when not even one line)."""

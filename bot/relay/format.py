@@ -309,7 +309,8 @@ def is_blank(text: str) -> bool:
 _MD_CHARS = re.compile(r"([\\*_~|`\[\]>])")
 _MD_LINE_START = re.compile(r"^(\s*)([#-])")
 _MD_LIST_NUMBER = re.compile(r"^(\s*\d+)\.(?=\s)")
-_MENTION = re.compile(r"@(?=everyone|here)|<[@#](?=[!&]?\d)")
+# Mentions, and the rest of Discord's markup in angle brackets (commands, timestamps, emoji, guild navigation).
+_MENTION = re.compile(r"@(?=everyone|here)|<[@#](?=[!&]?\d)|<(?=/|t:|a?:|id:)")
 
 
 def clean_notice(text: str, max_chars: int = 400) -> str:

@@ -166,10 +166,13 @@ class ChannelSender:
         if self._idle:
             self._wake.set()
 
-    def push_notice(self, text: str) -> None:
-        """Queue a short line for the channel (a report, a status change); internal addresses are hidden."""
+    def push_notice(self, text: str, *, first: bool = False) -> None:
+        """Queue a short line for the channel (a report, a status change); internal addresses are hidden.
+
+        `first`: ahead of the lines already pending, not after them.
+        """
         if self.stopped is None:
-            self.batcher.push_notice(hide_addresses(text), self._clock())
+            self.batcher.push_notice(hide_addresses(text), self._clock(), first=first)
             if self._idle:
                 self._wake.set()
 
@@ -368,7 +371,7 @@ class ChannelSender:
                 log.warning(
                     "channel %d refuses files (Attach Files missing); posting without", self.channel_id
                 )
-                self.push_notice(ATTACH_FILES_NOTICE)
+                self.push_notice(ATTACH_FILES_NOTICE, first=True)  # it explains the messages that follow
                 return True
             except PostThrottled as exc:
                 # Nothing was posted: the same lines go again (with whatever arrived meanwhile) once the wait is

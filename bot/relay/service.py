@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from bot.names import safe_name
 from bot.relay.budget import RequestBudget
+from bot.relay.format import clean_line, is_blank
 from bot.relay.journal import JournalWriter
 from bot.relay.notices import MIRRORED, event_line, status_line
 from bot.relay.resume import Journal
@@ -44,6 +45,13 @@ class LinkHealth:
     last_post_at: float | None
     last_error: str | None
     stopped: str | None
+
+
+def _blank(line: str) -> bool:
+    """True when a raw console line shows nothing once cleaned (spaces, escape sequences, control characters)."""
+    if not line.strip():
+        return True
+    return not line.isprintable() and is_blank(clean_line(line, ColorMode.PLAIN))
 
 
 class _ServerFeed:
@@ -220,7 +228,8 @@ class ConsoleRelay:
                 return
             for sender, prefix in self._targets(server):
                 for line in lines:
-                    shown = prefix + line if prefix else line
+                    # A blank line stays blank: a block trims it at its ends, and a batch of only those posts nothing.
+                    shown = prefix + line if prefix and not _blank(line) else line
                     sender.push_line(shown, (server, line) if followed else None)
             return
         if kind is Event.STATUS:

@@ -206,8 +206,10 @@ class WingsConnection:
                     if self._task is None or self._task.done():
                         break
                     waiter = asyncio.ensure_future(self._ready.wait())
-                    await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
+                    try:
+                        await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:  # also when the timeout cancels the wait: the waiter must not outlive it
+                        waiter.cancel()
         if not self._ready.is_set():
             if self._closed:
                 raise WingsUnavailable(

@@ -12,6 +12,7 @@ Usage::
 Rules copied from Discord because the bot must cope with them: per-channel create-message bucket and a
 global limit (429 with ``Via`` + JSON ``retry_after``), ``X-RateLimit-*`` headers on every response,
 the 3 s interaction deadline (404 / 10062), 2000-character content and embed limits (400 / 50035),
+autocomplete answers of at most 25 choices with names and values of 1-100 characters (400),
 and message content stripped from MESSAGE_CREATE without the message_content intent.
 """
 
@@ -117,6 +118,16 @@ def _error(
     default_code, default_message = _ERRORS.get(status, (0, f"{status}"))
     body = {"code": default_code if code is None else code, "message": message or default_message, **extra}
     return _json(body, status, headers)
+
+
+def _bad_choices(choices: Any) -> bool:
+    """Discord refuses an autocomplete answer of more than 25 choices, or a name or value outside 1-100 characters."""
+    if not isinstance(choices, list) or len(choices) > 25:
+        return True
+    return any(
+        not 1 <= len(str(c.get("name", ""))) <= 100 or not 1 <= len(str(c.get("value", ""))) <= 100
+        for c in choices
+    )
 
 
 def _no_content() -> web.Response:
@@ -491,10 +502,16 @@ class FakeDiscord:
         inter = self._interaction(
             4, guild_id, channel_id, user_id, command, options, subcommand, None, focused
         )
-        await inter.wait_done(self.interaction_deadline + 1.0 if timeout is None else timeout)
+        await self._wait_until(
+            lambda: inter.is_done() or bool(inter.rejected),
+            self.interaction_deadline + 1.0 if timeout is None else timeout,
+            f"autocomplete {inter.id} answered",
+        )
         choices = inter.choices
         if choices is None:
-            raise AssertionError(f"bot answered the autocomplete with {inter.responses!r}, not type 8")
+            raise AssertionError(
+                f"bot answered the autocomplete with {inter.responses or inter.rejected!r}, not type 8"
+            )
         return choices
 
     # -- components, modals and message edits (boards) ------------------------------------------------------
@@ -1552,6 +1569,9 @@ class FakeDiscord:
             if invalid is not None:
                 inter.rejected.append((invalid.status, payload))
                 return invalid
+        if kind == 8 and _bad_choices(data.get("choices")):
+            inter.rejected.append((400, payload))
+            return _error(400, errors={"data": {"choices": {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH"}]}}})
         inter.responses.append({**payload, "files": files})
         flags = int(data.get("flags") or 0)
         body: dict[str, Any] = {
