@@ -50,9 +50,10 @@ class RequestBudget:
         self.rate = rate
         self._bucket = TokenBucket(burst, 1.0 / rate)
         self._lock = asyncio.Lock()
-        # One request less of burst on the wire: requests leave evenly but reach Discord with network jitter, which
-        # can bunch two of them into one second of Discord's count.
-        self._wire = TokenBucket(max(1, burst - 1), 1.0 / rate)
+        # No burst on the wire: requests leave evenly but reach Discord with network jitter and the odd stall of
+        # the event loop, which bunch them into one second of Discord's count (the boards benchmark measured 47
+        # with a burst of 2 on a busy machine).
+        self._wire = TokenBucket(1, 1.0 / rate)
         self._wire_lock = asyncio.Lock()
         self._clock = clock
         self._sleep = sleep
