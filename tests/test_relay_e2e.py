@@ -242,8 +242,7 @@ async def test_budget_shares_requests_fairly() -> None:
 
     await asyncio.gather(*(channel(i) for i in range(200)))
     assert len(order) == 600
-    # never above 45/s: the turns may burst, but requests leave the wire one at a time
-    assert now[0] == pytest.approx((600 - 1) / 45, rel=0.01)
+    assert now[0] == pytest.approx((600 - 10) / 45, rel=0.01)  # never above 45/s after the burst
     # fairness: every channel had its first slot before any channel had its third
     first_third = min(i for i, c in enumerate(order) if order[:i].count(c) == 2)
     assert len(set(order[:first_third])) == 200
